@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Create .venv and install StreamGuard. Idempotent: a second run only checks.
+#   EXTRAS=dev (default "all")   which extras to install
+#   PYTHON=python3.11            interpreter to build the venv with
+# torch is installed FIRST and pinned: from the PyTorch CPU index on machines without an
+# NVIDIA GPU (a local CPU wheel in pip's find-links works too), from PyPI's CUDA build on
+# GPU machines. The project's torch range is then already satisfied, so nothing pulls CUDA
+# wheels onto a CPU machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS=${EXTRAS:-all}
+TORCH_SPEC="torch==2.13.0"
+CPU_INDEX=${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
+
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  echo "error: StreamGuard needs Python 3.11 (found $("$PYTHON" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=(.venv/bin/python -m pip --disable-pip-version-check)
+
+if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "==> installing $TORCH_SPEC (CUDA build)"
+    "${PIP[@]}" install -q "$TORCH_SPEC"
+  else
+    echo "==> installing $TORCH_SPEC (CPU build)"
+    "${PIP[@]}" install -q "$TORCH_SPEC" --extra-index-url "$CPU_INDEX" --timeout 15 --retries 1
+  fi
+fi
+echo "==> installing streamguard[$EXTRAS]"
+"${PIP[@]}" install -q -e ".[$EXTRAS]"
+.venv/bin/python - <<'PY'
+import torch, streamguard
+print(f"streamguard {streamguard.__version__}, torch {torch.__version__} "
+      f"({'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU build'})")
+PY

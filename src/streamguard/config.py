@@ -1,0 +1,323 @@
+"""THE StreamGuard config: one typed, frozen tree, loaded from a YAML preset plus
+`section.key=value` overrides.
+
+Every entrypoint (CLI, torchrun, Ray jobs, Helm values, Tune search spaces) walks a value
+the same way: override -> preset -> `load()` (validates, fails loudly) -> `Config` ->
+the builder that uses it. Builders turn sections into plain arguments; modules never
+receive the whole config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from streamguard.errors import ConfigError
+
+
+class _Section(BaseModel):
+    # extra="forbid" makes a typo a loud error instead of a silently ignored key.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class RunConfig(_Section):
+    name: str = Field("quickstart", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    """Stable run name. Re-running with the same name resumes; never a timestamp."""
+    storage_path: str = "runs"
+    """Where runs live: a local directory or `s3://bucket/prefix`. The run root is `<storage_path>/<name>`."""
+    seed: int = 0
+    """Seed for Python, NumPy, torch, the data split and the sampler."""
+    deterministic: bool = False
+    """Ask torch for deterministic kernels (slower; for exact resume comparisons)."""
+
+
+class DataConfig(_Section):
+    source: str = "synthetic"
+    """Training data spec: `synthetic` (embedded generator) or `devign:PATH` (Devign JSONL, plain or .gz)."""
+    valid_source: str | None = None
+    """Optional separate validation data spec; otherwise carved out of `source` by `valid_fraction`."""
+    test_source: str | None = None
+    """Optional separate test data spec; otherwise carved out of `source` by `test_fraction`."""
+    synthetic_size: int = Field(2400, ge=20, le=1_000_000)
+    """Number of functions the embedded generator makes when `source` is `synthetic`."""
+    valid_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    """Share of groups held out for validation when no `valid_source` is given."""
+    test_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    """Share of groups held out for the final test when no `test_source` is given."""
+    limit: int | None = Field(None, ge=1)
+    """Read at most this many records per source (smoke runs on big datasets)."""
+    max_nodes: int = Field(4000, ge=16)
+    """AST nodes kept per function; larger graphs are truncated in breadth-first order."""
+    max_source_bytes: int = Field(1_000_000, ge=256)
+    """Functions longer than this many bytes are skipped and counted."""
+    token_buckets: int = Field(4096, ge=16)
+    """Hash buckets for leaf-token text features (identifiers, literals, operators)."""
+
+
+class GNNConfig(_Section):
+    conv: Literal["gcn", "sage"] = "sage"
+    """Message-passing layer: `gcn` (GCNConv) or `sage` (SAGEConv)."""
+    hidden: int = Field(128, ge=4, le=4096)
+    """Hidden size of embeddings and graph layers."""
+    layers: int = Field(3, ge=1, le=16)
+    """Number of message-passing layers."""
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    """Dropout after each layer and in the head."""
+
+
+class ModelConfig(_Section):
+    track: str = "gnn"
+    """Model family, from the track registry (`streamguard presets` lists the tracks)."""
+    gnn: GNNConfig = GNNConfig()
+    """Settings of the `gnn` track."""
+
+    @field_validator("track")
+    @classmethod
+    def _known_track(cls, value: str) -> str:
+        from streamguard.registry import known_tracks  # names only: no torch import
+
+        if value not in known_tracks():
+            raise ValueError(f"unknown track {value!r}; known tracks: {', '.join(known_tracks())}")
+        return value
+
+
+class OptimConfig(_Section):
+    lr: float = Field(2e-3, gt=0.0, le=1.0)
+    """AdamW learning rate."""
+    weight_decay: float = Field(0.01, ge=0.0)
+    """AdamW decoupled weight decay."""
+    schedule: Literal["constant", "linear", "cosine", "plateau"] = "cosine"
+    """Learning-rate schedule; `plateau` halves the rate when validation F1 stalls."""
+    warmup_steps: int = Field(0, ge=0)
+    """Linear warm-up steps for the linear and cosine schedules."""
+    grad_clip: float = Field(1.0, ge=0.0)
+    """Max gradient L2 norm; 0 disables clipping."""
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(10, ge=1)
+    """Maximum number of epochs."""
+    batch_size: int = Field(64, ge=1)
+    """Graphs per batch, per worker."""
+    eval_batch_size: int = Field(256, ge=1)
+    """Graphs per batch for validation and test."""
+    early_stopping_patience: int = Field(4, ge=0)
+    """Epochs without a better validation F1 (vulnerable class) before stopping; 0 disables."""
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    """Mixed precision on CUDA: `auto` picks bf16 where supported, else fp16. Ignored on CPU."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` uses CUDA when present."""
+    num_workers: int = Field(0, ge=0)
+    """DataLoader worker processes."""
+    log_every_n_steps: int = Field(20, ge=1)
+    """Plain-log cadence when stdout is not a terminal (a progress bar is shown otherwise)."""
+
+
+class CheckpointConfig(_Section):
+    every_n_steps: int = Field(0, ge=0)
+    """Also checkpoint every N optimizer steps (0: only at epoch ends). Bounds work lost on a crash."""
+    keep_last: int = Field(2, ge=1)
+    """Retention: keep this many newest checkpoints ..."""
+    keep_best: bool = True
+    """... plus the one with the best validation F1."""
+
+
+class StorageConfig(_Section):
+    endpoint_url: str | None = None
+    """S3-compatible endpoint such as `http://127.0.0.1:9000`; default: `AWS_ENDPOINT_URL` or AWS."""
+    region: str | None = None
+    """S3 region; default: `AWS_REGION` / `AWS_DEFAULT_REGION`, else us-east-1."""
+    connect_timeout_s: float = Field(5.0, gt=0)
+    """Seconds before an unreachable endpoint is reported."""
+    max_attempts: int = Field(3, ge=1)
+    """S3 request attempts (botocore standard retry mode)."""
+
+
+class MetricsConfig(_Section):
+    prometheus_port: int | None = Field(None, ge=0, le=65535)
+    """Serve live metrics for Prometheus on this port (0 picks a free port); none by default."""
+    plots: bool = True
+    """Write PNG plots (confusion matrices, ROC, PR, threshold sweep, training curves)."""
+
+
+class Config(_Section):
+    """A whole run. Sections map 1:1 to the YAML preset."""
+
+    run: RunConfig = RunConfig()
+    """Run identity, storage and seeding."""
+    data: DataConfig = DataConfig()
+    """Data sources, splits and graph limits."""
+    model: ModelConfig = ModelConfig()
+    """Track selection and per-track settings."""
+    optim: OptimConfig = OptimConfig()
+    """Optimizer and learning-rate schedule."""
+    train: TrainConfig = TrainConfig()
+    """Epochs, batches, early stopping, precision and device."""
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    """Checkpoint cadence and retention."""
+    storage: StorageConfig = StorageConfig()
+    """S3 endpoint settings for `s3://` paths."""
+    metrics: MetricsConfig = MetricsConfig()
+    """Live metrics and plots."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_one_line(exc)) from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def hash(self) -> str:
+        """Stable sha256 of the resolved config (stored in every checkpoint)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("streamguard") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_preset(name: str) -> dict[str, Any]:
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(preset_names())}")
+    text = (resources.files("streamguard") / "presets" / f"{name}.yaml").read_text()
+    return _yaml_mapping(text, f"preset {name!r}")
+
+
+def load(
+    preset: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    config_file: str | Path | None = None,
+) -> Config:
+    """preset YAML, then `--config` file, then `key=value` overrides; validated once."""
+    data: dict[str, Any] = read_preset(preset) if preset else {}
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+        data = _deep_merge(data, _yaml_mapping(text, f"config file {str(path)!r}"))
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_dotted(data, key, value)
+    return Config.from_dict(data)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`optim.lr=3e-4` -> ("optim.lr", 0.0003). Scalars are read as int, float, true/false or
+    null (not YAML 1.1, which turns `off` into False and `3e-4` into a string); `[..]` and
+    `{..}` are YAML. Pydantic then checks the type against the field."""
+    key, sep, raw = item.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"bad override {item!r}: expected section.key=value, e.g. optim.lr=3e-4")
+    return key, _scalar(raw)
+
+
+def _scalar(raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("null", "none", "~"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    if raw[:1] in "[{":
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError:
+            pass
+    return raw
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"bad override {dotted!r}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _yaml_mapping(text: str, what: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _one_line(exc: ValidationError) -> str:
+    """First validation error as `field: problem (got value)`; counts the rest."""
+    errors = exc.errors()
+    first = errors[0]
+    field = ".".join(str(p) for p in first["loc"]) or "config"
+    if first["type"] == "extra_forbidden":
+        section = ".".join(str(p) for p in first["loc"][:-1])
+        allowed = _allowed_keys(section)
+        message = f"unknown key {field!r}" + (f"; allowed keys in {section or 'the top level'}: {', '.join(allowed)}" if allowed else "")
+    else:
+        msg = first["msg"].removeprefix("Value error, ")
+        message = f"{field}: {msg} (got {first.get('input')!r})"
+    if len(errors) > 1:
+        message += f" [+{len(errors) - 1} more error(s)]"
+    return message
+
+
+def _allowed_keys(section: str) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in filter(None, section.split(".")):
+        field = model.model_fields.get(part)
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def describe(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, docstring) for every leaf field: used by `streamguard presets --keys`."""
+    rows = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            rows.extend(describe(field.annotation, key + "."))
+        else:
+            rows.append((key, repr(field.default), field.description or ""))
+    return rows

@@ -1,0 +1,1 @@
+"""RayJob bodies from a Config; submit and watch through the kubernetes client."""

@@ -1,0 +1,1 @@
+"""The only package that imports ray (Ray Train, Tune, Ray Data, Ray metrics)."""

@@ -1,0 +1,70 @@
+"""`streamguard evaluate`: score a finished run's best checkpoint on its own test split or
+on another dataset, with the threshold the run picked on its validation split."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import yaml
+
+from streamguard import checkpoint
+from streamguard.config import Config
+from streamguard.data.dataset import DataInfo, build_graphs, load_splits
+from streamguard.data.parse import num_node_types
+from streamguard.data.sources import read_source
+from streamguard.errors import CheckpointError, StorageError
+from streamguard.evaluation.report import score, write_report
+from streamguard.registry import get_track
+from streamguard.rundir import RunDir
+from streamguard.runtime import pick_device
+from streamguard.storage import is_s3
+
+log = logging.getLogger(__name__)
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    uri = uri.rstrip("/")
+    parent, _, name = uri.rpartition("/")
+    return (parent or ".", name) if not is_s3(uri) or parent.count("/") >= 2 else (parent, name)
+
+
+def evaluate_run(run_dir: str, *, data: str | None = None, output: str | None = None) -> tuple[str, dict]:
+    run = RunDir(*_split_uri(run_dir))
+    try:
+        cfg = Config.from_dict(yaml.safe_load(run.storage.read_bytes("config.yaml")))
+    except StorageError:
+        raise StorageError(f"{run_dir} is not a StreamGuard run directory (no config.yaml); "
+                           "pass the directory `streamguard train` printed") from None
+    d = cfg.data
+    track = get_track(cfg.model.track)
+    info = DataInfo(num_node_types=num_node_types("c"), token_buckets=d.token_buckets)
+    model = track.build_model(getattr(cfg.model, track.config_field), info)
+    best = run.checkpoints(keep_last=cfg.checkpoint.keep_last, keep_best=cfg.checkpoint.keep_best).best_valid()
+    if best is None:
+        raise CheckpointError(f"{run_dir}: no valid checkpoint to evaluate")
+    checkpoint.load(best, model=model, restore_rng=False)
+    device = pick_device("auto")
+    model.to(device)
+
+    threshold = None
+    try:
+        threshold = json.loads(run.storage.read_bytes("metrics.json")).get("external_threshold")
+    except (StorageError, ValueError):
+        log.warning("run has no metrics.json: reporting the threshold sweep without the run's threshold")
+    if data:
+        records = read_source(data, synthetic_size=d.synthetic_size, seed=cfg.run.seed + 7).records
+        graphs = build_graphs(records, max_nodes=d.max_nodes, max_source_bytes=d.max_source_bytes,
+                              token_buckets=d.token_buckets, info=info, desc="parse")
+        split = re.sub(r"[^A-Za-z0-9._-]+", "_", data.split("/")[-1])
+    else:
+        graphs, split = load_splits(**d.model_dump(), seed=cfg.run.seed).test, "test"
+    labels, probs, ids, _ = score(model, track.make_loader(graphs, batch_size=cfg.train.eval_batch_size),
+                                  track=track, device=device, dtype=None)
+    out = RunDir(*_split_uri(output)) if output else RunDir(run.uri, f"eval-{split}")
+    metrics = write_report(out, labels=labels, probs=probs, sample_ids=ids, split=split, threshold=threshold,
+                           history=None, plots=cfg.metrics.plots,
+                           extra={"track": cfg.model.track, "run": cfg.run.name, "checkpoint": best.name,
+                                  "data": data or "test split"})
+    return out.display("metrics.json"), metrics

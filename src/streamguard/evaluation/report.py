@@ -1,0 +1,40 @@
+"""Score a model on a split and write the standard artefacts: metrics.json (one schema for
+every track), predictions.json and PNG plots. Used at the end of training and by
+`streamguard evaluate`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from streamguard.train.evaluate import compute_metrics
+from streamguard.train.step import predict
+
+log = logging.getLogger(__name__)
+
+
+def score(model, loader, *, track, device, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    return predict(model, loader, forward=track.forward, device=device, dtype=dtype)
+
+
+def write_report(out, *, labels, probs, sample_ids, split: str, threshold: float | None,
+                 history: list[dict] | None, plots: bool, extra: dict | None = None) -> dict:
+    """`out` is a RunDir-like object (write_json, path, publish). Returns the metrics."""
+    metrics = compute_metrics(labels, probs, threshold=threshold)
+    metrics.update({"split": split, **(extra or {})})
+    for warning in metrics.get("warnings", []):
+        log.warning("%s split: %s", split, warning)
+    out.write_json("metrics.json", metrics)
+    out.write_json("predictions.json", {"split": split, "sample_id": [int(i) for i in sample_ids],
+                                        "label": [int(y) for y in labels], "prob": [float(p) for p in probs]})
+    if history is not None:
+        out.write_json("history.json", history)
+    if plots:
+        from streamguard.evaluation.plots import save_report_plots
+
+        written = save_report_plots(out.path("plots"), labels, probs, metrics, history)
+        for path in written.values():
+            out.publish(str(Path(path).relative_to(out.local)))
+    return metrics

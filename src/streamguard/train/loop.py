@@ -1,0 +1,196 @@
+"""THE training loop: plain PyTorch, written once, run by the CLI, torchrun, Ray Train and
+Tune trials alike. Everything it needs comes from the config (through builders) and the
+`Runtime` (rank, device, checkpoints out, stop requests in).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from streamguard import checkpoint
+from streamguard.checkpoint import TrainState
+from streamguard.config import Config
+from streamguard.data.dataset import load_splits
+from streamguard.registry import get_track
+from streamguard.runtime import Runtime
+from streamguard.train.optim import build_optimizer, build_scheduler, steps_per_batch
+from streamguard.train.sampler import ResumableSampler
+from streamguard.train.step import amp_dtype, predict, train_step
+
+log = logging.getLogger(__name__)
+
+
+class Preempted(Exception):
+    """Raised after the preemption checkpoint is committed; the caller exits cleanly."""
+
+
+@dataclass
+class Fit:
+    """What `fit` leaves for `finish`: the trained model, the data and the final state."""
+
+    model: torch.nn.Module
+    splits: object
+    state: TrainState
+    track: object
+    dtype: torch.dtype | None
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def fit(cfg: Config, rt: Runtime) -> Fit:
+    seed_everything(cfg.run.seed, cfg.run.deterministic)  # same seed on every rank: identical initial weights
+    d, t = cfg.data, cfg.train
+    splits = load_splits(**d.model_dump(), seed=cfg.run.seed)
+    track = get_track(cfg.model.track)
+    model = track.build_model(getattr(cfg.model, track.config_field), splits.info).to(rt.device)
+    net = DDP(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None) if dist.is_initialized() else model
+    steps_per_epoch = math.ceil(len(splits.train) / (t.batch_size * rt.world_size))
+    optimizer = build_optimizer(model, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    scheduler = build_scheduler(optimizer, schedule=cfg.optim.schedule, warmup_steps=cfg.optim.warmup_steps,
+                                total_steps=steps_per_epoch * t.epochs)
+    dtype = amp_dtype(t.amp, rt.device)
+    scaler = torch.amp.GradScaler(rt.device.type, enabled=dtype is torch.float16)
+
+    state = TrainState()
+    if (resume_dir := rt.latest_checkpoint()) is not None:
+        state = checkpoint.load(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler, config_hash=cfg.hash())
+        log.info("resuming from checkpoint %s: epoch %d, step %d of the epoch (global step %d)",
+                 resume_dir.name, state.epoch, state.step_in_epoch, state.global_step)
+        rt.report({"restarts_total": 1})
+    val_loader = track.make_loader(splits.valid, batch_size=t.eval_batch_size)
+    last_ckpt = time.time()
+
+    while state.epoch < t.epochs and not state.completed:
+        sampler = ResumableSampler(splits.train, num_replicas=rt.world_size, rank=rt.rank, seed=cfg.run.seed,
+                                   epoch=state.epoch, start_batch=state.step_in_epoch, batch_size=t.batch_size)
+        # A private generator: creating the loader must not draw from the global RNG, or
+        # a resumed run would diverge from an uninterrupted one.
+        loader = track.make_loader(splits.train, batch_size=t.batch_size, sampler=sampler,
+                                   num_workers=t.num_workers, generator=torch.Generator().manual_seed(cfg.run.seed))
+        net.train()
+        t0, seen, loss_sum = time.perf_counter(), 0, torch.zeros((), device=rt.device)
+        for batch in _progress(loader, rt, state, steps_per_epoch, t.log_every_n_steps):
+            loss_sum += train_step(net, batch, forward=track.forward, optimizer=optimizer, scaler=scaler,
+                                   device=rt.device, dtype=dtype, grad_clip=cfg.optim.grad_clip)
+            seen += batch.num_graphs
+            state.global_step += 1
+            state.step_in_epoch += 1
+            if steps_per_batch(scheduler):
+                scheduler.step()
+            every = cfg.checkpoint.every_n_steps
+            if _any_rank(rt, rt.stop_requested()):  # a collective per step: every rank must agree to stop
+                _save(cfg, rt, model, optimizer, scheduler, state, {"lost_steps_total": 0})
+                raise Preempted(f"preempted at epoch {state.epoch} step {state.step_in_epoch}; checkpoint committed")
+            if every and state.global_step % every == 0 and state.step_in_epoch < steps_per_epoch:
+                last_ckpt = _save(cfg, rt, model, optimizer, scheduler, state, {"checkpoint_age_seconds": time.time() - last_ckpt})
+
+        train_loss = (loss_sum / max(1, state.step_in_epoch)).item()  # host sync, once per epoch
+        samples_per_s = seen * rt.world_size / max(1e-9, time.perf_counter() - t0)
+        labels, probs, _, val_loss = predict(model, val_loader, forward=track.forward, device=rt.device, dtype=dtype)
+        from streamguard.train.evaluate import compute_metrics, f1_for_early_stopping
+
+        val_f1 = f1_for_early_stopping(compute_metrics(labels, probs))
+        if not steps_per_batch(scheduler):
+            scheduler.step(val_f1)
+        improved = state.best_metric is None or val_f1 > state.best_metric
+        state.best_metric, state.best_step = (val_f1, state.global_step + 0) if improved else (state.best_metric, state.best_step)
+        state.epochs_without_improvement = 0 if improved else state.epochs_without_improvement + 1
+        row = {"epoch": state.epoch, "train_loss": train_loss, "val_loss": val_loss, "val_f1": val_f1,
+               "lr": optimizer.param_groups[0]["lr"], "samples_per_s": samples_per_s, "global_step": state.global_step}
+        state.history.append(row)
+        log.info("epoch %d: train_loss %.4f val_loss %.4f val_f1 %.4f (%.0f samples/s)%s", state.epoch, train_loss,
+                 val_loss, val_f1, samples_per_s, " *best*" if improved else "")
+        state.epoch, state.step_in_epoch = state.epoch + 1, 0
+        patience = t.early_stopping_patience
+        state.completed = state.epoch >= t.epochs or bool(patience and state.epochs_without_improvement >= patience)
+        if state.completed and state.epoch < t.epochs:
+            log.info("early stopping: no better validation F1 for %d epochs", patience)
+        last_ckpt = _save(cfg, rt, model, optimizer, scheduler, state, {
+            "train_loss": train_loss, "val_loss": val_loss, "val_f1": val_f1, "samples_per_second": samples_per_s,
+            "epoch": state.epoch, "global_step": state.global_step, "learning_rate": row["lr"]}, metric=val_f1)
+    return Fit(model, splits, state, track, dtype)
+
+
+def _save(cfg, rt, model, optimizer, scheduler, state, metrics, metric=None) -> float:
+    """Rank 0 writes a checkpoint dir; every rank reports (Ray needs all). Returns its time."""
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="streamguard-ckpt-") as tmp:
+        if rt.rank == 0:
+            checkpoint.save(tmp, model=model, optimizer=optimizer, scheduler=scheduler, state=state,
+                            config_yaml=cfg.to_yaml(), config_hash=cfg.hash(), metric=metric)
+        rt.report({**metrics, "checkpoint_duration_seconds": time.time() - started},
+                  checkpoint_dir=tmp if rt.rank == 0 else None)
+    if dist.is_initialized():
+        dist.barrier()  # nobody runs ahead of a checkpoint that is not committed yet
+    return time.time()
+
+
+def _any_rank(rt: Runtime, flag: bool) -> bool:
+    if not dist.is_initialized():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=rt.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _progress(loader, rt: Runtime, state: TrainState, steps_per_epoch: int, log_every: int):
+    """A tqdm bar on a terminal (rank 0), plain log lines otherwise."""
+    if rt.rank == 0 and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        yield from tqdm(loader, desc=f"epoch {state.epoch}", initial=state.step_in_epoch, total=steps_per_epoch,
+                        unit="step", leave=False)
+        return
+    for i, batch in enumerate(loader, start=state.step_in_epoch + 1):
+        yield batch
+        if rt.rank == 0 and (i % log_every == 0 or i == steps_per_epoch):
+            log.info("epoch %d step %d/%d", state.epoch, i, steps_per_epoch)
+
+
+def train(cfg: Config, rt: Runtime, run) -> dict | None:
+    """Fit, then (rank 0) score the best checkpoint: the threshold is picked on validation
+    and applied to the test split. Writes config, run info, history, metrics and plots."""
+    if rt.rank == 0:
+        run.write_text("config.yaml", cfg.to_yaml())
+    fitted = fit(cfg, rt)
+    if rt.rank != 0:
+        return None
+    from streamguard.evaluation.report import score, write_report
+    from streamguard.provenance import run_info
+    from streamguard.train.evaluate import compute_metrics
+
+    best = rt.best_checkpoint()
+    if best is not None:
+        checkpoint.load(best, model=fitted.model, restore_rng=False)
+        log.info("scoring the best checkpoint %s", best.name)
+    track, s, t = fitted.track, fitted.splits, cfg.train
+    loader = lambda ds: track.make_loader(ds, batch_size=t.eval_batch_size)  # noqa: E731
+    kw = dict(track=track, device=rt.device, dtype=fitted.dtype)
+    v_labels, v_probs, _, _ = score(fitted.model, loader(s.valid), **kw)
+    validation = compute_metrics(v_labels, v_probs)
+    split, data = ("test", s.test) if s.test else ("valid", s.valid)
+    labels, probs, ids, _ = score(fitted.model, loader(data), **kw)
+    run.write_json("run_info.json", run_info(cfg, s.info, world_size=rt.world_size, device=str(rt.device)))
+    return write_report(run, labels=labels, probs=probs, sample_ids=ids, split=split,
+                        threshold=validation["best_threshold_by_f1"], history=fitted.state.history,
+                        plots=cfg.metrics.plots, extra={
+                            "track": cfg.model.track, "run": cfg.run.name, "best_step": fitted.state.best_step,
+                            "validation": {k: validation[k] for k in ("f1_at_0_5", "f1_at_best_threshold",
+                                           "best_threshold_by_f1", "roc_auc", "accuracy_at_0_5")}})

@@ -1,0 +1,67 @@
+"""Shared fixtures. Servers are real and bound to 127.0.0.1, started by the tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto in server mode, in its own process, reached over HTTP like any S3 endpoint."""
+    pytest.importorskip("moto")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("moto server did not start")
+    yield endpoint
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture()
+def s3_env(s3_server, monkeypatch):
+    """Credentials and endpoint in the environment (inherited by subprocesses), plus a fresh bucket."""
+    import uuid
+
+    import boto3
+
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": s3_server}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    bucket = f"sg-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
+    return {"endpoint": s3_server, "bucket": bucket, "env": env}
+
+
+def cli_env(**extra) -> dict:
+    env = dict(os.environ)
+    env.pop("RANK", None)
+    env.update({"PYTHONUNBUFFERED": "1", **extra})
+    return env

@@ -1,0 +1,59 @@
+import numpy as np
+
+from streamguard.data.dataset import split_records, to_data
+from streamguard.data.parse import TIER_FULL, TIER_PARTIAL, num_node_types, parse_function, token_bucket
+
+SRC = "int add(int a, int b) { if (a <= b) return a + b; return strcpy(a, b); }"
+
+
+def test_ast_graph_shape_and_features():
+    g = parse_function(SRC)
+    assert g.tier == TIER_FULL and not g.truncated
+    n = g.num_nodes
+    assert g.edge_index.shape == (2, n - 1)  # a tree: one parent edge per non-root node
+    assert set(g.edge_index[1]) == set(range(1, n))
+    assert (g.node_type < num_node_types()).all()
+    leaves = g.token_id > 0
+    assert leaves.any() and (~leaves).any()
+    # leaf text is hashed, so strcpy and the `<=` operator get stable ids
+    texts = {SRC.encode()[s:e] for (s, e), leaf in zip(g.span, leaves) if leaf}
+    assert b"strcpy" in texts and b"<=" in texts
+    assert token_bucket(b"strcpy", 4096) in set(g.token_id)
+
+
+def test_broken_code_is_partial_not_an_exception():
+    g = parse_function("int f( { return ;;; }}} @@@")
+    assert g.tier == TIER_PARTIAL
+    assert (g.node_type < num_node_types()).all()
+
+
+def test_deep_nesting_does_not_recurse_and_truncation_is_flagged():
+    deep = "void f() {" + "{" * 5000 + "}" * 5000 + "}"
+    g = parse_function(deep, max_nodes=300)
+    assert g.num_nodes == 300 and g.truncated
+
+
+def test_non_utf8_and_nul_bytes():
+    g = parse_function(b"int f() { char *s = \"\xff\xfe\x00\"; return 0; }")
+    assert g.num_nodes > 5
+
+
+def test_to_data_is_bidirectional():
+    g = parse_function(SRC)
+    d = to_data(g, 1, 42)
+    assert d.x.shape == (g.num_nodes, 2)
+    assert d.edge_index.shape[1] == 2 * g.edge_index.shape[1]
+    assert int(d.y) == 1 and int(d.sample_id) == 42
+
+
+def test_split_keeps_groups_together_and_is_deterministic():
+    records = [{"group": f"g{i // 2}", "idx": i} for i in range(400)]
+    a = split_records(records, valid_fraction=0.1, test_fraction=0.2, seed=3)
+    b = split_records(records, valid_fraction=0.1, test_fraction=0.2, seed=3)
+    assert a == b
+    seen = {}
+    for split, rows in a.items():
+        for r in rows:
+            assert seen.setdefault(r["group"], split) == split
+    assert len(a["test"]) == 80 and len(a["valid"]) == 40
+    assert np.sum([len(v) for v in a.values()]) == 400

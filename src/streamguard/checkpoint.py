@@ -48,6 +48,7 @@ class TrainState:
     epoch: int = 0
     global_step: int = 0
     step_in_epoch: int = 0
+    epoch_loss_sum: float = 0.0   # running train-loss sum of the current epoch, for mid-epoch resume
     best_metric: float | None = None
     best_step: int | None = None
     epochs_without_improvement: int = 0

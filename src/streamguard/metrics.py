@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -64,6 +65,8 @@ class PrometheusSink:
         self.labels = {k: str(labels.get(k, "")) for k in LABELS}
         self._metrics = {}
         for short, (kind, help_text) in LIVE_METRICS.items():
+            if short == "checkpoint_age_seconds":
+                continue
             name = PREFIX + short
             if kind == "counter":
                 metric = Counter(name.removesuffix("_total"), help_text, LABELS, registry=self.registry)
@@ -73,11 +76,18 @@ class PrometheusSink:
             else:
                 metric = Gauge(name, help_text, LABELS, registry=self.registry)
             self._metrics[short] = (kind, metric.labels(**self.labels))
+        # Age is computed at scrape time, so it keeps growing while no checkpoint lands.
+        self._last_checkpoint: float | None = None
+        age = Gauge(PREFIX + "checkpoint_age_seconds", LIVE_METRICS["checkpoint_age_seconds"][1], LABELS,
+                    registry=self.registry).labels(**self.labels)
+        age.set_function(lambda: float("nan") if self._last_checkpoint is None else time.time() - self._last_checkpoint)
         self.server, self.thread = start_http_server(port, addr="0.0.0.0", registry=self.registry)
         self.port = self.server.server_port
         log.info("Prometheus metrics on http://0.0.0.0:%d/metrics", self.port)
 
     def write(self, metrics: dict) -> None:
+        if "checkpoint_duration_seconds" in metrics:
+            self._last_checkpoint = time.time()
         for short, value in metrics.items():
             if short not in self._metrics or value is None:
                 continue

@@ -75,7 +75,6 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
                  resume_dir.name, state.epoch, state.step_in_epoch, state.global_step)
         rt.report({"restarts_total": 1})
     val_loader = track.make_loader(splits.valid, batch_size=t.eval_batch_size)
-    last_ckpt = time.time()
 
     while state.epoch < t.epochs and not state.completed:
         sampler = ResumableSampler(splits.train, num_replicas=rt.world_size, rank=rt.rank, seed=cfg.run.seed,
@@ -85,7 +84,8 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
         loader = track.make_loader(splits.train, batch_size=t.batch_size, sampler=sampler,
                                    num_workers=t.num_workers, generator=torch.Generator().manual_seed(cfg.run.seed))
         net.train()
-        t0, seen, loss_sum = time.perf_counter(), 0, torch.zeros((), device=rt.device)
+        t0, seen = time.perf_counter(), 0
+        loss_sum = torch.tensor(state.epoch_loss_sum if state.step_in_epoch else 0.0, device=rt.device)
         for batch in _progress(loader, rt, state, steps_per_epoch, t.log_every_n_steps):
             loss_sum += train_step(net, batch, forward=track.forward, optimizer=optimizer, scaler=scaler,
                                    device=rt.device, dtype=dtype, grad_clip=cfg.optim.grad_clip)
@@ -95,11 +95,12 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
             if steps_per_batch(scheduler):
                 scheduler.step()
             every = cfg.checkpoint.every_n_steps
-            if _any_rank(rt, rt.stop_requested()):  # a collective per step: every rank must agree to stop
-                _save(cfg, rt, model, optimizer, scheduler, state, {"lost_steps_total": 0})
+            stop = _any_rank(rt, rt.stop_requested())  # a collective per step: every rank must agree to stop
+            if stop or (every and state.global_step % every == 0 and state.step_in_epoch < steps_per_epoch):
+                state.epoch_loss_sum = loss_sum.item()  # host sync, only when checkpointing
+                _save(cfg, rt, model, optimizer, scheduler, state, {"global_step": state.global_step})
+            if stop:
                 raise Preempted(f"preempted at epoch {state.epoch} step {state.step_in_epoch}; checkpoint committed")
-            if every and state.global_step % every == 0 and state.step_in_epoch < steps_per_epoch:
-                last_ckpt = _save(cfg, rt, model, optimizer, scheduler, state, {"checkpoint_age_seconds": time.time() - last_ckpt})
 
         train_loss = (loss_sum / max(1, state.step_in_epoch)).item()  # host sync, once per epoch
         samples_per_s = seen * rt.world_size / max(1e-9, time.perf_counter() - t0)
@@ -110,26 +111,27 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
         if not steps_per_batch(scheduler):
             scheduler.step(val_f1)
         improved = state.best_metric is None or val_f1 > state.best_metric
-        state.best_metric, state.best_step = (val_f1, state.global_step + 0) if improved else (state.best_metric, state.best_step)
+        if improved:
+            state.best_metric, state.best_step = val_f1, state.global_step
         state.epochs_without_improvement = 0 if improved else state.epochs_without_improvement + 1
         row = {"epoch": state.epoch, "train_loss": train_loss, "val_loss": val_loss, "val_f1": val_f1,
                "lr": optimizer.param_groups[0]["lr"], "samples_per_s": samples_per_s, "global_step": state.global_step}
         state.history.append(row)
         log.info("epoch %d: train_loss %.4f val_loss %.4f val_f1 %.4f (%.0f samples/s)%s", state.epoch, train_loss,
                  val_loss, val_f1, samples_per_s, " *best*" if improved else "")
-        state.epoch, state.step_in_epoch = state.epoch + 1, 0
+        state.epoch, state.step_in_epoch, state.epoch_loss_sum = state.epoch + 1, 0, 0.0
         patience = t.early_stopping_patience
         state.completed = state.epoch >= t.epochs or bool(patience and state.epochs_without_improvement >= patience)
         if state.completed and state.epoch < t.epochs:
             log.info("early stopping: no better validation F1 for %d epochs", patience)
-        last_ckpt = _save(cfg, rt, model, optimizer, scheduler, state, {
+        _save(cfg, rt, model, optimizer, scheduler, state, {
             "train_loss": train_loss, "val_loss": val_loss, "val_f1": val_f1, "samples_per_second": samples_per_s,
             "epoch": state.epoch, "global_step": state.global_step, "learning_rate": row["lr"]}, metric=val_f1)
     return Fit(model, splits, state, track, dtype)
 
 
-def _save(cfg, rt, model, optimizer, scheduler, state, metrics, metric=None) -> float:
-    """Rank 0 writes a checkpoint dir; every rank reports (Ray needs all). Returns its time."""
+def _save(cfg, rt, model, optimizer, scheduler, state, metrics, metric=None) -> None:
+    """Rank 0 writes a checkpoint dir; every rank reports (Ray needs all)."""
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="streamguard-ckpt-") as tmp:
         if rt.rank == 0:
@@ -139,7 +141,6 @@ def _save(cfg, rt, model, optimizer, scheduler, state, metrics, metric=None) -> 
                   checkpoint_dir=tmp if rt.rank == 0 else None)
     if dist.is_initialized():
         dist.barrier()  # nobody runs ahead of a checkpoint that is not committed yet
-    return time.time()
 
 
 def _any_rank(rt: Runtime, flag: bool) -> bool:

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -199,8 +198,3 @@ def test_best_single_token_rule_is_weak(samples):
         best = max(best, acc, 1 - acc)
     assert best < majority + 0.08, best
 
-
-def test_fast():
-    start = time.perf_counter()
-    generate_samples(5000, seed=0)
-    assert time.perf_counter() - start < 2.0

@@ -118,12 +118,11 @@ def presets(keys: bool = typer.Option(False, "--keys", help="Also list every con
 def main() -> None:
     _setup_logging()
     try:
-        app(standalone_mode=False)
+        # Non-standalone click returns the code of a typer.Exit instead of raising it.
+        code = app(standalone_mode=False)
     except StreamGuardError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
         sys.exit(130)
@@ -134,6 +133,7 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -48,9 +48,11 @@ def to_data(graph: FunctionGraph, target: int, sample_id: int):
     from torch_geometric.data import Data
 
     ei = torch.from_numpy(graph.edge_index)
+    et = torch.from_numpy(graph.edge_type).long()
     return Data(
         x=torch.stack([torch.from_numpy(graph.node_type).long(), torch.from_numpy(graph.token_id).long()], dim=1),
         edge_index=torch.cat([ei, ei.flip(0)], dim=1),
+        edge_type=torch.cat([et, et]),
         y=torch.tensor([target], dtype=torch.long),
         sample_id=torch.tensor([sample_id], dtype=torch.long),
     )

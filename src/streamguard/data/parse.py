@@ -16,9 +16,11 @@ from functools import lru_cache
 
 import numpy as np
 
-# Edge kinds. The data-pipeline issue adds CFG and DFG kinds after these.
-EDGE_AST = 0
-EDGE_KINDS = ("ast",)
+# Edge kinds. AST parent->child, and NCS ("natural code sequence", as in Devign):
+# each leaf token -> the next leaf in source order, so statement order is visible
+# (free-then-use vs use-then-free). The data-pipeline issue adds CFG and DFG kinds.
+EDGE_AST, EDGE_NCS = 0, 1
+EDGE_KINDS = ("ast", "ncs")
 
 # Parse tiers recorded per sample.
 TIER_FULL, TIER_PARTIAL = "full", "partial"
@@ -28,8 +30,8 @@ TIER_FULL, TIER_PARTIAL = "full", "partial"
 class FunctionGraph:
     node_type: np.ndarray   # [N] int32 grammar node-kind id
     token_id: np.ndarray    # [N] int32 hashed leaf text in 1..buckets-1; 0 for inner nodes
-    edge_index: np.ndarray  # [2, E] int64 parent -> child
-    edge_type: np.ndarray   # [E] int8 (EDGE_AST, ...)
+    edge_index: np.ndarray  # [2, E] int64 source -> target
+    edge_type: np.ndarray   # [E] int8 kind (EDGE_AST, EDGE_NCS, ...)
     span: np.ndarray        # [N, 2] int64 byte start/end in the source
     tier: str               # "full" or "partial" (ERROR/MISSING nodes kept)
     truncated: bool         # more than max_nodes nodes: kept the first max_nodes in BFS order
@@ -107,11 +109,16 @@ def parse_function(source: str | bytes, *, lang: str = "c", max_nodes: int = 400
             src.append(parent)
             dst.append(idx)
 
+    n_ast = len(src)
+    leaves = sorted((spans[i][0], i) for i, tok in enumerate(token_id) if tok)
+    for (_, a), (_, b) in zip(leaves, leaves[1:]):
+        src.append(a)
+        dst.append(b)
     return FunctionGraph(
         node_type=np.asarray(node_type, dtype=np.int32),
         token_id=np.asarray(token_id, dtype=np.int32),
         edge_index=np.asarray([src, dst], dtype=np.int64).reshape(2, -1),
-        edge_type=np.full(len(src), EDGE_AST, dtype=np.int8),
+        edge_type=np.asarray([EDGE_AST] * n_ast + [EDGE_NCS] * (len(src) - n_ast), dtype=np.int8),
         span=np.asarray(spans, dtype=np.int64).reshape(-1, 2),
         tier=TIER_PARTIAL if root.has_error else TIER_FULL,
         truncated=truncated,

@@ -74,6 +74,8 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
         log.info("resuming from checkpoint %s: epoch %d, step %d of the epoch (global step %d)",
                  resume_dir.name, state.epoch, state.step_in_epoch, state.global_step)
         rt.report({"restarts_total": 1})
+        if state.completed:
+            log.info("run %s already finished training; re-scoring its best checkpoint", cfg.run.name)
     val_loader = track.make_loader(splits.valid, batch_size=t.eval_batch_size)
 
     while state.epoch < t.epochs and not state.completed:

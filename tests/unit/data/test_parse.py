@@ -1,7 +1,7 @@
 import numpy as np
 
 from streamguard.data.dataset import split_records, to_data
-from streamguard.data.parse import TIER_FULL, TIER_PARTIAL, num_node_types, parse_function, token_bucket
+from streamguard.data.parse import EDGE_AST, EDGE_NCS, TIER_FULL, TIER_PARTIAL, num_node_types, parse_function, token_bucket
 
 SRC = "int add(int a, int b) { if (a <= b) return a + b; return strcpy(a, b); }"
 
@@ -10,8 +10,13 @@ def test_ast_graph_shape_and_features():
     g = parse_function(SRC)
     assert g.tier == TIER_FULL and not g.truncated
     n = g.num_nodes
-    assert g.edge_index.shape == (2, n - 1)  # a tree: one parent edge per non-root node
-    assert set(g.edge_index[1]) == set(range(1, n))
+    ast = g.edge_index[:, g.edge_type == EDGE_AST]
+    assert ast.shape == (2, n - 1)  # a tree: one parent edge per non-root node
+    assert set(ast[1]) == set(range(1, n))
+    ncs = g.edge_index[:, g.edge_type == EDGE_NCS]
+    leaves = np.flatnonzero(g.token_id)
+    assert ncs.shape[1] == len(leaves) - 1  # a chain through the leaves in source order
+    assert (g.span[ncs[0], 0] < g.span[ncs[1], 0]).all()
     assert (g.node_type < num_node_types()).all()
     leaves = g.token_id > 0
     assert leaves.any() and (~leaves).any()
@@ -43,6 +48,7 @@ def test_to_data_is_bidirectional():
     d = to_data(g, 1, 42)
     assert d.x.shape == (g.num_nodes, 2)
     assert d.edge_index.shape[1] == 2 * g.edge_index.shape[1]
+    assert d.edge_type.shape[0] == d.edge_index.shape[1]
     assert int(d.y) == 1 and int(d.sample_id) == 42
 
 

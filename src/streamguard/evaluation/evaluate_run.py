@@ -19,15 +19,14 @@ from streamguard.evaluation.report import score, write_report
 from streamguard.registry import get_track
 from streamguard.rundir import RunDir
 from streamguard.runtime import pick_device
-from streamguard.storage import is_s3
 
 log = logging.getLogger(__name__)
 
 
 def _split_uri(uri: str) -> tuple[str, str]:
-    uri = uri.rstrip("/")
-    parent, _, name = uri.rpartition("/")
-    return (parent or ".", name) if not is_s3(uri) or parent.count("/") >= 2 else (parent, name)
+    """`runs/quickstart` -> ("runs", "quickstart"); `s3://b/p/run` -> ("s3://b/p", "run")."""
+    parent, sep, name = uri.rstrip("/").rpartition("/")
+    return (parent if sep else "."), name
 
 
 def evaluate_run(run_dir: str, *, data: str | None = None, output: str | None = None) -> tuple[str, dict]:

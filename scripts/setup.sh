@@ -29,10 +29,12 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
     # Ask the CPU index only when it answers; otherwise pip's configured sources must
     # hold a CPU wheel (a local wheel in find-links, as on air-gapped build machines).
     if "$PYTHON" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" "$CPU_INDEX/torch/" 2>/dev/null; then
-      "${PIP[@]}" install -q "$TORCH_SPEC" --extra-index-url "$CPU_INDEX"
+      "${PIP[@]}" install -q "$TORCH_SPEC+cpu" --extra-index-url "$CPU_INDEX"
     else
       echo "    ($CPU_INDEX not reachable: using pip's configured sources)"
-      "${PIP[@]}" install -q "$TORCH_SPEC"
+      # The +cpu local version only matches CPU wheels, so this fails fast rather than
+      # downloading PyPI's CUDA build.
+      "${PIP[@]}" install -q "$TORCH_SPEC+cpu"
     fi
     .venv/bin/python -c 'import sys, torch; sys.exit(torch.version.cuda is not None)' || {
       echo "error: a CUDA build of torch was installed on a machine without a GPU; set TORCH_CPU_INDEX to a reachable CPU index" >&2

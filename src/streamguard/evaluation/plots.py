@@ -219,8 +219,11 @@ def plot_history(history: Sequence[dict], path: str | os.PathLike) -> None:
     ax_loss.grid(alpha=0.3)
 
     if has(val_f1):
-        ax_f1.plot(epochs, val_f1, marker="o", markersize=3, color="C2", label="val F1 (vulnerable)")
-        best = max(range(len(val_f1)), key=lambda i: -math.inf if math.isnan(val_f1[i]) else val_f1[i])
+        ax_f1.plot(epochs, val_f1, marker="o", markersize=3, color="C2",
+                   label="val F1 (vulnerable)")
+        # First epoch reaching the maximum, as early stopping would keep it.
+        best = max(range(len(val_f1)),
+                   key=lambda i: (-math.inf if math.isnan(val_f1[i]) else val_f1[i], -i))
         ax_f1.scatter([epochs[best]], [val_f1[best]], s=80, facecolors="none", edgecolors="C3",
                       zorder=3, label=f"best {val_f1[best]:.4f} @ epoch {epochs[best]:g}")
         ax_f1.legend(loc="best")
@@ -249,8 +252,12 @@ def plot_threshold_sweep(sweep: Sequence[dict], path: str | os.PathLike) -> None
                     label=key if key != "f1" else "F1")
         f1 = [_num(r.get("f1")) for r in rows]
         if any(not math.isnan(v) for v in f1):
-            # First maximum in threshold order; metrics.json holds the official tie-broken pick.
-            i = max(range(len(f1)), key=lambda k: (-math.inf if math.isnan(f1[k]) else f1[k], -k))
+            # Same tie-break as metrics.json: closest to 0.5, then lower threshold.
+            top = max(v for v in f1 if not math.isnan(v))
+            i = min(
+                (k for k, v in enumerate(f1) if v >= top - 1e-12),
+                key=lambda k: (round(abs(t[k] - 0.5), 6), t[k]),
+            )
             ax.axvline(t[i], color="C3", linewidth=1,
                        label=f"best F1 {f1[i]:.4f} @ {t[i]:.2f}")
         ax.axvline(0.5, color="grey", linestyle="--", linewidth=1, label="0.5")
@@ -277,10 +284,8 @@ def save_report_plots(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        name: str(out / f"{name}.png")
-        for name in ("confusion_matrix_0_5", "confusion_matrix_best", "roc", "pr", "threshold_sweep")
-    }
+    names = ("confusion_matrix_0_5", "confusion_matrix_best", "roc", "pr", "threshold_sweep")
+    paths = {name: str(out / f"{name}.png") for name in names}
     plot_confusion_matrix(
         metrics["confusion_matrix_threshold_0_5"], paths["confusion_matrix_0_5"],
         title="Confusion matrix at threshold 0.50",

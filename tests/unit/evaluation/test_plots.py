@@ -153,7 +153,7 @@ def test_no_figure_leak(tmp_path):
     import matplotlib.figure
 
     before = sum(isinstance(o, matplotlib.figure.Figure) for o in gc.get_objects())
-    for i in range(15):
+    for i in range(8):
         plot_confusion_matrix({"tn": i, "fp": 1, "fn": 2, "tp": 3}, tmp_path / "cm.png")
     gc.collect()
     after = sum(isinstance(o, matplotlib.figure.Figure) for o in gc.get_objects())

@@ -7,13 +7,11 @@ it is on S3 -- and uploaded from there, so plots and JSON are always readable lo
 
 from __future__ import annotations
 
-import json
-import os
 import tempfile
 from pathlib import Path
 
 from streamguard.checkpoint import CheckpointStore
-from streamguard.storage import Storage, join, open_storage
+from streamguard.storage import Storage, atomic_write, join, open_storage
 
 
 class RunDir:
@@ -35,14 +33,14 @@ class RunDir:
 
     def write_text(self, rel: str, text: str) -> Path:
         path = self.path(rel)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write(path, text.encode("utf-8"))
         self.publish(rel)
         return path
 
     def write_json(self, rel: str, obj) -> Path:
-        return self.write_text(rel, json.dumps(obj, indent=2, sort_keys=True, default=str))
+        from streamguard.train.evaluate import to_json
+
+        return self.write_text(rel, to_json(obj))
 
     def publish(self, rel: str) -> None:
         """Upload a file already written under `self.local` (no-op for local runs)."""

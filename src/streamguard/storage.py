@@ -31,6 +31,24 @@ class Storage(Protocol):
     def local_path(self, key: str = "") -> Path | None: ...
 
 
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """tmp file in the same directory + fsync + rename: readers see the old file or the
+    whole new one, never half of it, even after a SIGKILL. The one place that does this."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run artefacts are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
 
@@ -82,16 +100,9 @@ class LocalStorage:
             raise StorageError(f"cannot read {self._path(key)}: {exc.strerror}") from None
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        # tmp + fsync + rename: a reader never sees half a file, even after a SIGKILL.
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            atomic_write(path, data)
         except OSError as exc:
             raise StorageError(f"cannot write {path}: {exc.strerror}") from None
 
@@ -157,7 +168,12 @@ class S3Storage:
         self._call(self._client.head_bucket, Bucket=self.bucket)
 
     def _call(self, fn, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+        )
 
         try:
             return fn(**kwargs)

@@ -10,9 +10,9 @@ file under the final name.
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,23 +46,15 @@ def _new_figure(figsize: tuple[float, float] = (6.0, 5.0)) -> Figure:
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> None:
-    """Render ``fig`` to ``path`` atomically (tmp file in the same dir + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Render ``fig`` to a PNG at ``path`` atomically."""
+    from streamguard.storage import atomic_write
+
+    buf = io.BytesIO()
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=DPI)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; report files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        fig.savefig(buf, format="png", dpi=DPI)
     finally:
         fig.clear()  # drop artists now instead of waiting for the garbage collector
+    atomic_write(path, buf.getvalue())
 
 
 def _note(ax: Any, text: str) -> None:

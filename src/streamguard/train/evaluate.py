@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -341,36 +340,13 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
+def to_json(obj: Any) -> str:
+    """Strict JSON (NaN rejected, numpy values converted), indent=2, sorted keys."""
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_json_default) + "\n"
+
+
 def write_metrics_json(path: str | os.PathLike, metrics: dict) -> None:
-    """Atomically write ``metrics`` as JSON (indent=2, sort_keys=True, NaN rejected)."""
-    path = Path(path)
-    # Serialise first so a bad value (NaN, unknown type) never touches the disk.
-    text = json.dumps(
-        metrics, indent=2, sort_keys=True, allow_nan=False, default=_json_default
-    ) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; metrics are meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    # Persist the rename itself (best effort; not supported on every platform/filesystem).
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    """Atomically write ``metrics`` as JSON; serialised first so a bad value never touches the disk."""
+    from streamguard.storage import atomic_write
+
+    atomic_write(path, to_json(metrics).encode("utf-8"))

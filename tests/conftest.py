@@ -14,6 +14,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
+# Prepared-data cache for this test session (inherited by CLI subprocesses): shared
+# between tests for speed, never the user's ~/.cache.
+if "STREAMGUARD_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["STREAMGUARD_CACHE"] = tempfile.mkdtemp(prefix="streamguard-test-cache-")
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -65,3 +72,17 @@ def cli_env(**extra) -> dict:
     env.pop("RANK", None)
     env.update({"PYTHONUNBUFFERED": "1", **extra})
     return env
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A private local Ray instance (own temp dir, never joins another cluster on the host)."""
+    ray = pytest.importorskip("ray")
+    import tempfile
+
+    temp = tempfile.mkdtemp(prefix="sgray", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    os.environ.pop("RAY_ADDRESS", None)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _temp_dir=str(temp), configure_logging=False)
+    yield ray
+    ray.shutdown()

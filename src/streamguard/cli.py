@@ -78,6 +78,88 @@ def train(
         typer.echo(f"  checkpoints: {store.storage.uri}")
 
 
+data_app = typer.Typer(help="Prepare datasets once into Parquet shards with a manifest, and inspect them.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    overrides: Optional[list[str]] = typer.Argument(None, help="Data overrides as data.key=value, e.g. data.split=project",
+                                                    show_default=False),
+    source: Optional[str] = typer.Option(None, "--source", "-s", help="Data spec: devign:PATH, juliet:PATH, bigvul:PATH, "
+                                         "dir:PATH, hf:NAME, synthetic (PATH may be s3://). Default: the preset's."),
+    out: str = typer.Option(..., "--out", "-o", help="Output directory (local or s3://bucket/prefix)."),
+    valid_source: Optional[str] = typer.Option(None, "--valid-source", help="Separate validation data spec."),
+    test_source: Optional[str] = typer.Option(None, "--test-source", help="Separate test data spec."),
+    preset: str = typer.Option("quickstart", "--preset", "-p", help="Preset whose data section is the starting point."),
+    workers: int = typer.Option(0, "--workers", "-w", help="Local worker processes (0: one per CPU core)."),
+    ray: bool = typer.Option(False, "--ray", help="Process with Ray Data (joins RAY_ADDRESS, else starts a local Ray)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if the output is up to date."),
+) -> None:
+    """Parse functions into AST/NCS/CFG/DFG graphs and token windows, once.
+
+    Re-running with the same sources, settings and version does nothing (cached by checksum).
+    """
+    from streamguard import config as cfgmod
+    from streamguard.data.prepare import PrepareSettings, prepare
+
+    extra = [f"data.{k}={v}" for k, v in (("source", source), ("valid_source", valid_source),
+                                          ("test_source", test_source)) if v]
+    cfg = cfgmod.load(preset, [*(overrides or []), *extra])
+    settings = PrepareSettings.from_data_config(cfg.data, cfg.run.seed)
+    manifest = prepare(settings, out, workers=workers or cfg.data.workers, force=force, use_ray=ray,
+                       storage_options=cfg.storage.model_dump())
+    _print_manifest(manifest)
+    typer.echo(f"\nshards and manifest: {out}")
+
+
+@data_app.command("stats")
+def data_stats(directory: str = typer.Argument(..., help="A prepared dataset directory (local or s3://).")) -> None:
+    """Print a prepared dataset's manifest as tables."""
+    from streamguard.data.shards import read_manifest
+    from streamguard.storage import open_storage
+
+    _print_manifest(read_manifest(open_storage(directory)))
+
+
+def _print_manifest(m: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    c = m["counts"]
+    t = Table(title=f"splits ({c['kept']} kept of {c['input']} input functions)")
+    for col in ("split", "functions", "vulnerable", "safe"):
+        t.add_column(col, justify="right" if col != "split" else "left")
+    for name, v in c["per_split"].items():
+        t.add_row(name, str(v["n"]), str(v["positive"]), str(v["negative"]))
+    console.print(t)
+    t = Table(title="not kept, by reason")
+    t.add_column("reason")
+    t.add_column("functions", justify="right")
+    for reason, n in {**{f"dedup:{k}": v for k, v in c["dedup"].items()}, **c["skipped"]}.items():
+        t.add_row(reason, str(n))
+    console.print(t)
+    t = Table(title="parse tiers")
+    t.add_column("tier")
+    t.add_column("functions", justify="right")
+    t.add_column("rate", justify="right")
+    for tier, n in m["tiers"].items():
+        t.add_row(tier, str(n), f"{m['tier_rates'][tier]:.1%}")
+    console.print(t)
+    t = Table(title="graph size")
+    for col in ("", "mean", "p50", "p95", "max"):
+        t.add_column(col, justify="right")
+    for what, v in m["graph_stats"].items():
+        t.add_row(what, *(str(v[k]) for k in ("mean", "p50", "p95", "max")))
+    console.print(t)
+    b = m["batch_size"]
+    console.print(f"recommended batch size: {b['recommended']} graphs for {b['memory_budget_mb']} MiB "
+                  f"(hidden {b['hidden']}, {b['layers']} layers, sized on P95 graphs); "
+                  f"tokenizer: {(m.get('tokenizer') or {}).get('name')}; windows: {m['token_windows']}")
+
+
 @app.command()
 def evaluate(
     run_dir: str = typer.Argument(..., help="A run directory (local or s3://...) written by `streamguard train`."),

@@ -39,25 +39,45 @@ class RunConfig(_Section):
 
 class DataConfig(_Section):
     source: str = "synthetic"
-    """Training data spec: `synthetic` (embedded generator) or `devign:PATH` (Devign JSONL, plain or .gz)."""
+    """Training data spec: `synthetic`, `devign:PATH`, `juliet:PATH`, `bigvul:PATH`, `dir:PATH`, `hf:NAME`, or `prepared:DIR` (shards from `streamguard data prepare`). PATH may be s3://."""
     valid_source: str | None = None
     """Optional separate validation data spec; otherwise carved out of `source` by `valid_fraction`."""
     test_source: str | None = None
     """Optional separate test data spec; otherwise carved out of `source` by `test_fraction`."""
     synthetic_size: int = Field(2400, ge=20, le=1_000_000)
     """Number of functions the embedded generator makes when `source` is `synthetic`."""
+    split: Literal["random", "project", "time"] = "random"
+    """Leakage-safe split of `source`: by text group at random, whole projects, or by date (oldest train, newest test)."""
     valid_fraction: float = Field(0.1, ge=0.0, lt=0.5)
-    """Share of groups held out for validation when no `valid_source` is given."""
+    """Share held out for validation when no `valid_source` is given."""
     test_fraction: float = Field(0.1, ge=0.0, lt=0.5)
-    """Share of groups held out for the final test when no `test_source` is given."""
+    """Share held out for the final test when no `test_source` is given."""
+    folds: int = Field(5, ge=2, le=20)
+    """K of the K-fold column over the training split (out-of-fold predictions for fusion)."""
+    dedup: bool = True
+    """Drop repeated functions (normalised text hash), keeping the first."""
+    drop_conflicting: bool = True
+    """Also drop texts that appear with both labels (Devign has 60)."""
     limit: int | None = Field(None, ge=1)
     """Read at most this many records per source (smoke runs on big datasets)."""
     max_nodes: int = Field(4000, ge=16)
-    """AST nodes kept per function; larger graphs are truncated in breadth-first order."""
+    """AST nodes kept per function; larger graphs are truncated in breadth-first order (counted)."""
     max_source_bytes: int = Field(1_000_000, ge=256)
-    """Functions longer than this many bytes are skipped and counted."""
+    """Functions longer than this are handled by `oversize` (counted in the manifest)."""
+    oversize: Literal["skip", "truncate"] = "skip"
+    """Policy for functions over `max_source_bytes`."""
     token_buckets: int = Field(4096, ge=16)
     """Hash buckets for leaf-token text features (identifiers, literals, operators)."""
+    tokenizer: str | None = "builtin:c-bpe"
+    """Fast Hugging Face tokenizer for token windows: `builtin:c-bpe`, a local directory, or a hub id; null disables tokens."""
+    max_tokens: int = Field(512, ge=8, le=4096)
+    """Token window length including CLS/SEP; long functions keep the window around risky API calls."""
+    prepared_dir: str | None = None
+    """Where prepared shards are cached (local or s3://); default: ~/.cache/streamguard/prepared/<settings hash>."""
+    rows_per_shard: int = Field(4096, ge=16)
+    """Functions per Parquet shard."""
+    workers: int = Field(0, ge=0)
+    """Processes for preparing data (0: one per CPU core)."""
 
 
 class GNNConfig(_Section):

@@ -1,123 +1,74 @@
-"""Records -> leakage-safe splits -> PyG `Data` graphs: the builder the training loop calls.
+"""What the training loop calls for data: prepared shards -> per-split datasets.
 
-Splitting is by `group` (fixed twins and duplicate texts share one), seeded, so the same
-config always gives the same split on every rank and every restart.
+Training never parses code. `load_splits` makes sure the data section's sources are
+prepared (cached by content; see `prepare.ensure_prepared`) and streams the shards
+(local or S3) into map-style datasets that build PyG `Data` objects on access.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import sys
-from collections import Counter
 from dataclasses import dataclass, field
 
-import torch
-
-from streamguard.data.parse import FunctionGraph, num_node_types, parse_function
-from streamguard.data.sources import read_source
+from streamguard.data.prepare import PrepareSettings, ensure_prepared
+from streamguard.data.shards import SPLITS, TRAIN_COLUMNS, GraphDataset, read_split
 from streamguard.errors import DataError
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass
 class DataInfo:
+    """What model builders need to know about the data (from the manifest)."""
+
     num_node_types: int
     token_buckets: int
-    counts: dict = field(default_factory=dict)     # split -> {"n", "positive"}
+    vocab_size: int | None = None
+    counts: dict = field(default_factory=dict)     # split -> {"n", "positive", "negative"}
     skipped: dict = field(default_factory=dict)    # reason -> count
     tiers: dict = field(default_factory=dict)      # tier -> count
     sources: dict = field(default_factory=dict)    # spec -> sha256
+    prepared: str = ""                             # where the shards are
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
+    @classmethod
+    def from_manifest(cls, manifest: dict, prepared: str = "") -> "DataInfo":
+        tok = manifest.get("tokenizer") or {}
+        return cls(num_node_types=manifest["num_node_types"], token_buckets=manifest["token_buckets"],
+                   vocab_size=tok.get("vocab_size"), counts=manifest["counts"]["per_split"],
+                   skipped=manifest["counts"]["skipped"], tiers=manifest["tiers"],
+                   sources={spec: meta["sha256"] for spec, meta in manifest["sources"].items()}, prepared=prepared)
+
 
 @dataclass
 class Splits:
-    train: list
-    valid: list
-    test: list
+    train: GraphDataset
+    valid: GraphDataset
+    test: GraphDataset
     info: DataInfo
 
 
-def to_data(graph: FunctionGraph, target: int, sample_id: int):
-    """FunctionGraph -> PyG Data; edges made bidirectional so messages flow both ways."""
-    from torch_geometric.data import Data
-
-    ei = torch.from_numpy(graph.edge_index)
-    et = torch.from_numpy(graph.edge_type).long()
-    return Data(
-        x=torch.stack([torch.from_numpy(graph.node_type).long(), torch.from_numpy(graph.token_id).long()], dim=1),
-        edge_index=torch.cat([ei, ei.flip(0)], dim=1),
-        edge_type=torch.cat([et, et]),
-        y=torch.tensor([target], dtype=torch.long),
-        sample_id=torch.tensor([sample_id], dtype=torch.long),
-    )
-
-
-def split_records(records: list[dict], *, valid_fraction: float, test_fraction: float, seed: int) -> dict[str, list[dict]]:
-    groups = sorted({r["group"] for r in records})
-    random.Random(seed).shuffle(groups)
-    n_test, n_valid = round(len(groups) * test_fraction), round(len(groups) * valid_fraction)
-    assign = {g: "test" for g in groups[:n_test]}
-    assign.update({g: "valid" for g in groups[n_test:n_test + n_valid]})
-    out: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    for r in records:
-        out[assign.get(r["group"], "train")].append(r)
-    return out
-
-
-def build_graphs(records: list[dict], *, max_nodes: int, max_source_bytes: int, token_buckets: int,
-                 info: DataInfo, desc: str = "parse") -> list:
-    graphs = []
-    show_bar = sys.stderr.isatty() and len(records) > 2000
-    iterator = records
-    if show_bar:
-        from tqdm import tqdm
-
-        iterator = tqdm(records, desc=desc, unit="fn")
-    for r in iterator:
-        code = r["func"].encode("utf-8", errors="replace")
-        if not code.strip():
-            info.skipped["empty"] = info.skipped.get("empty", 0) + 1
-            continue
-        if len(code) > max_source_bytes:
-            info.skipped["oversize"] = info.skipped.get("oversize", 0) + 1
-            continue
-        g = parse_function(code, max_nodes=max_nodes, token_buckets=token_buckets)
-        info.tiers[g.tier] = info.tiers.get(g.tier, 0) + 1
-        if g.truncated:
-            info.skipped["truncated_nodes(kept)"] = info.skipped.get("truncated_nodes(kept)", 0) + 1
-        graphs.append(to_data(g, r["target"], r["idx"]))
-    return graphs
-
-
-def load_splits(*, source: str, valid_source: str | None, test_source: str | None, synthetic_size: int,
-                valid_fraction: float, test_fraction: float, limit: int | None, max_nodes: int,
-                max_source_bytes: int, token_buckets: int, seed: int) -> Splits:
-    """Read the sources, split what is not given separately, parse every function."""
-    main = read_source(source, synthetic_size=synthetic_size, seed=seed, limit=limit)
-    info = DataInfo(num_node_types=num_node_types("c"), token_buckets=token_buckets, sources={source: main.sha256})
-    split = split_records(main.records,
-                          valid_fraction=0.0 if valid_source else valid_fraction,
-                          test_fraction=0.0 if test_source else test_fraction, seed=seed)
-    for name, spec in (("valid", valid_source), ("test", test_source)):
-        if spec:
-            extra = read_source(spec, synthetic_size=synthetic_size, seed=seed + 1, limit=limit)
-            info.sources[spec] = extra.sha256
-            split[name] = extra.records
-    built = {}
-    for name in SPLITS:
-        built[name] = build_graphs(split[name], max_nodes=max_nodes, max_source_bytes=max_source_bytes,
-                                   token_buckets=token_buckets, info=info, desc=f"parse {name}")
-        labels = Counter(int(d.y) for d in built[name])
-        info.counts[name] = {"n": len(built[name]), "positive": labels.get(1, 0)}
-    if not built["train"]:
-        raise DataError(f"no usable training functions in {source!r} (skipped: {info.skipped})")
-    if not built["valid"]:
+def load_splits(data, *, seed: int, storage_options: dict | None = None) -> Splits:
+    """`data` is the config's data section (the builder turns it into plain settings)."""
+    settings = PrepareSettings.from_data_config(data, seed)
+    storage, manifest = ensure_prepared(settings, data.prepared_dir, workers=data.workers,
+                                        storage_options=storage_options)
+    parts = {name: GraphDataset(read_split(storage, manifest, name, TRAIN_COLUMNS)) for name in SPLITS}
+    info = DataInfo.from_manifest(manifest, storage.uri)
+    if len(parts["train"]) == 0:
+        raise DataError(f"no usable training functions in {data.source!r} (skipped: {info.skipped})")
+    if len(parts["valid"]) == 0:
         raise DataError("the validation split is empty: raise data.valid_fraction or set data.valid_source")
-    log.info("data: %s", {k: v["n"] for k, v in info.counts.items()})
-    return Splits(built["train"], built["valid"], built["test"], info)
+    log.info("data from %s: %s", storage.uri, {k: len(v) for k, v in parts.items()})
+    return Splits(parts["train"], parts["valid"], parts["test"], info)
+
+
+def load_spec(spec: str, data, *, seed: int) -> tuple[GraphDataset, DataInfo]:
+    """Another dataset, whole, prepared with the same settings (for `streamguard evaluate --data`)."""
+    settings = PrepareSettings.from_data_config(data, seed)
+    settings = PrepareSettings(**{**settings.__dict__, "source": spec, "valid_source": None, "test_source": None,
+                                  "valid_fraction": 0.0, "test_fraction": 0.0, "limit": None})
+    storage, manifest = ensure_prepared(settings, None, workers=data.workers)
+    return GraphDataset(read_split(storage, manifest, "train", TRAIN_COLUMNS)), DataInfo.from_manifest(manifest)

@@ -11,9 +11,7 @@ import yaml
 
 from streamguard import checkpoint
 from streamguard.config import Config
-from streamguard.data.dataset import DataInfo, build_graphs, load_splits
-from streamguard.data.parse import num_node_types
-from streamguard.data.sources import read_source
+from streamguard.data.dataset import load_spec, load_splits
 from streamguard.errors import CheckpointError, StorageError
 from streamguard.evaluation.report import score, write_report
 from streamguard.registry import get_track
@@ -38,7 +36,12 @@ def evaluate_run(run_dir: str, *, data: str | None = None, output: str | None = 
                            "pass the directory `streamguard train` printed") from None
     d = cfg.data
     track = get_track(cfg.model.track)
-    info = DataInfo(num_node_types=num_node_types("c"), token_buckets=d.token_buckets)
+    if data:
+        graphs, info = load_spec(data, d, seed=cfg.run.seed)
+        split = re.sub(r"[^A-Za-z0-9._-]+", "_", data.split("/")[-1])
+    else:
+        splits = load_splits(d, seed=cfg.run.seed, storage_options=cfg.storage.model_dump())
+        graphs, info, split = splits.test, splits.info, "test"
     model = track.build_model(getattr(cfg.model, track.config_field), info)
     best = run.checkpoints(keep_last=cfg.checkpoint.keep_last, keep_best=cfg.checkpoint.keep_best).best_valid()
     if best is None:
@@ -52,13 +55,6 @@ def evaluate_run(run_dir: str, *, data: str | None = None, output: str | None = 
         threshold = json.loads(run.storage.read_bytes("metrics.json")).get("external_threshold")
     except (StorageError, ValueError):
         log.warning("run has no metrics.json: reporting the threshold sweep without the run's threshold")
-    if data:
-        records = read_source(data, synthetic_size=d.synthetic_size, seed=cfg.run.seed + 7).records
-        graphs = build_graphs(records, max_nodes=d.max_nodes, max_source_bytes=d.max_source_bytes,
-                              token_buckets=d.token_buckets, info=info, desc="parse")
-        split = re.sub(r"[^A-Za-z0-9._-]+", "_", data.split("/")[-1])
-    else:
-        graphs, split = load_splits(**d.model_dump(), seed=cfg.run.seed).test, "test"
     labels, probs, ids, _ = score(model, track.make_loader(graphs, batch_size=cfg.train.eval_batch_size),
                                   track=track, device=device, dtype=None)
     out = RunDir(*_split_uri(output)) if output else RunDir(run.uri, f"eval-{split}")

@@ -57,7 +57,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 def fit(cfg: Config, rt: Runtime) -> Fit:
     seed_everything(cfg.run.seed, cfg.run.deterministic)  # same seed on every rank: identical initial weights
     d, t = cfg.data, cfg.train
-    splits = load_splits(**d.model_dump(), seed=cfg.run.seed)
+    splits = load_splits(d, seed=cfg.run.seed, storage_options=cfg.storage.model_dump())
     track = get_track(cfg.model.track)
     model = track.build_model(getattr(cfg.model, track.config_field), splits.info).to(rt.device)
     net = DDP(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None) if dist.is_initialized() else model

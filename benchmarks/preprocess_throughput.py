@@ -1,0 +1,100 @@
+"""Preprocessing throughput on real functions; prints one JSON object.
+
+    python benchmarks/preprocess_throughput.py [--source devign:PATH] [--limit N]
+
+- bare: tree-sitter parse + the AST graph (node types, hashed leaf tokens, AST edges):
+  the foundation's minimal path, with no CFG/DFG/NCS edges and no tokens.
+- full: what `streamguard data prepare` does per function: AST + NCS + CFG + DFG graph,
+  tier check, and the tokenizer window, into an Arrow table.
+- 1 and 2 workers run the real process pool of `prepare` (fresh worker processes, cold
+  caches) on the same functions.
+- The tokenizer's per-process piece cache is cleared before every "full" measurement, so
+  repeats do not profit from having seen the same functions.
+Goals: full_over_bare_time_ratio <= 2.0, speedup_2_over_1 >= 1.8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections import deque
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one core per worker, no hidden threads
+
+from streamguard.data.parse import _parser, num_node_types, token_bucket  # noqa: E402
+from streamguard.data.prepare import CHUNK, _run_pool  # noqa: E402
+from streamguard.data.process import ProcessSettings, process_chunk  # noqa: E402
+from streamguard.data.sources import read_source  # noqa: E402
+from streamguard.data.tokens import load_tokenizer  # noqa: E402
+
+
+def bare_ast_graph(code: bytes, max_nodes: int = 4000, buckets: int = 4096) -> int:
+    """The minimal path: parse, then one BFS walk emitting node types, leaf tokens, AST edges."""
+    root = _parser("c").parse(code).root_node
+    error_id = num_node_types("c") - 1
+    types, tokens, src, dst = [], [], [], []
+    queue = deque([(root, -1)])
+    while queue and len(types) < max_nodes:
+        node, parent = queue.popleft()
+        i = len(types)
+        kind = node.kind_id
+        types.append(kind if kind < error_id else error_id)
+        if node.child_count == 0:
+            tokens.append(token_bucket(code[node.start_byte:node.end_byte], buckets))
+        else:
+            tokens.append(0)
+            queue.extend((c, i) for c in node.children)
+        if parent >= 0:
+            src.append(parent)
+            dst.append(i)
+    return len(types)
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", default="devign:../shared/data/devign/train.jsonl.gz")
+    ap.add_argument("--limit", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=3, help="best of N for each measurement")
+    args = ap.parse_args()
+
+    records = read_source(args.source, limit=args.limit).records
+    for r in records:
+        r.setdefault("lang", "c")
+    codes = [r["func"].encode("utf-8", errors="replace") for r in records]
+    settings = ProcessSettings()
+    process_chunk(records[:CHUNK], settings)  # warm up: grammar, tokenizer
+
+    tokenizer = load_tokenizer(settings.tokenizer)
+
+    def full_cold():
+        tokenizer.clear_cache()
+        process_chunk(records, settings)
+
+    bare = min(timed(lambda: [bare_ast_graph(c) for c in codes]) for _ in range(args.repeats))
+    full = min(timed(full_cold) for _ in range(args.repeats))
+    chunks = [records[i:i + CHUNK] for i in range(0, len(records), CHUNK)]
+    pool = {w: min(timed(lambda: list(_run_pool(chunks, settings, w, progress=False, inline_single=False)))
+                   for _ in range(args.repeats)) for w in (1, 2)}
+    n = len(records)
+    print(json.dumps({
+        "source": args.source, "functions": n, "cpu_count": os.cpu_count(),
+        "bare_parse_functions_per_s": round(n / bare, 1),
+        "full_functions_per_s_inline": round(n / full, 1),
+        "full_functions_per_s_1_worker": round(n / pool[1], 1),
+        "full_functions_per_s_2_workers": round(n / pool[2], 1),
+        "full_over_bare_time_ratio": round(full / bare, 3),
+        "speedup_2_over_1": round(pool[1] / pool[2], 3),
+        "goals": {"full_over_bare_time_ratio": "<= 2.0", "speedup_2_over_1": ">= 1.8"},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,8 @@ import sys
 
 CORE = ["streamguard.cli", "streamguard.config", "streamguard.train.loop", "streamguard.checkpoint",
         "streamguard.storage", "streamguard.runtime", "streamguard.metrics", "streamguard.tracks.gnn",
-        "streamguard.data.dataset", "streamguard.evaluation.report", "streamguard.evaluation.evaluate_run"]
+        "streamguard.data.dataset", "streamguard.data.prepare", "streamguard.data.process",
+        "streamguard.data.shards", "streamguard.data.sources", "streamguard.data.tokens", "streamguard.evaluation.report", "streamguard.evaluation.evaluate_run"]
 
 
 def test_core_does_not_import_ray():

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import zlib
 from collections import deque
+from itertools import chain
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
+from streamguard.data.flow import AstArrays, flow_edges, index_kinds
+
 # Edge kinds. AST parent->child, and NCS ("natural code sequence", as in Devign):
 # each leaf token -> the next leaf in source order, so statement order is visible
-# (free-then-use vs use-then-free). The data-pipeline issue adds CFG and DFG kinds.
-EDGE_AST, EDGE_NCS = 0, 1
-EDGE_KINDS = ("ast", "ncs")
+# (free-then-use vs use-then-free). CFG: statement-level control flow; DFG: reaching
+# definitions, def site -> use site of a variable (both from `flow.flow_edges`).
+EDGE_AST, EDGE_NCS, EDGE_CFG, EDGE_DFG = 0, 1, 2, 3
+EDGE_KINDS = ("ast", "ncs", "cfg", "dfg")
 
 # Parse tiers recorded per sample.
 TIER_FULL, TIER_PARTIAL = "full", "partial"
@@ -31,7 +35,7 @@ class FunctionGraph:
     node_type: np.ndarray   # [N] int32 grammar node-kind id
     token_id: np.ndarray    # [N] int32 hashed leaf text in 1..buckets-1; 0 for inner nodes
     edge_index: np.ndarray  # [2, E] int64 source -> target
-    edge_type: np.ndarray   # [E] int8 kind (EDGE_AST, EDGE_NCS, ...)
+    edge_type: np.ndarray   # [E] int8 kind (EDGE_AST, EDGE_NCS, EDGE_CFG, EDGE_DFG)
     span: np.ndarray        # [N, 2] int64 byte start/end in the source
     tier: str               # "full" or "partial" (ERROR/MISSING nodes kept)
     truncated: bool         # more than max_nodes nodes: kept the first max_nodes in BFS order
@@ -62,6 +66,11 @@ def num_node_types(lang: str = "c") -> int:
 
 
 @lru_cache(maxsize=None)
+def _identifier_kind(lang: str) -> int:
+    return _language(lang).id_for_node_kind("identifier", True)
+
+
+@lru_cache(maxsize=None)
 def _parser(lang: str):
     import tree_sitter
 
@@ -87,6 +96,12 @@ def parse_function(source: str | bytes, *, lang: str = "c", max_nodes: int = 400
     spans: list[tuple[int, int]] = []
     src: list[int] = []
     dst: list[int] = []
+    # For flow_edges: graph index of the nodes it can use (statements, for-loop parts) by
+    # tree-sitter id, and the identifier leaves.
+    index_of: dict[int, int] = {}
+    identifiers: list[int] = []
+    identifier_kind = _identifier_kind(lang)
+    indexed_kinds, for_kinds = index_kinds(lang)
     # Breadth-first with an explicit queue: no recursion, and truncation keeps the top of the tree.
     queue: deque = deque([(root, -1)])
     truncated = False
@@ -102,9 +117,18 @@ def parse_function(source: str | bytes, *, lang: str = "c", max_nodes: int = 400
         spans.append((start, end))
         if node.child_count == 0:
             token_id.append(token_bucket(code[start:end] or node.type.encode(), token_buckets))
+            if kind == identifier_kind:
+                identifiers.append(idx)
         else:
             token_id.append(0)
             queue.extend((child, idx) for child in node.children)
+            if kind in indexed_kinds:
+                index_of[node.id] = idx
+                if kind in for_kinds:  # its children get the next free indices after the queue
+                    first = idx + len(queue) - node.child_count + 1
+                    for j, child in enumerate(node.children):
+                        if first + j < max_nodes:
+                            index_of[child.id] = first + j
         if parent >= 0:
             src.append(parent)
             dst.append(idx)
@@ -114,12 +138,22 @@ def parse_function(source: str | bytes, *, lang: str = "c", max_nodes: int = 400
     for (_, a), (_, b) in zip(leaves, leaves[1:]):
         src.append(a)
         dst.append(b)
+    n_ncs = len(src) - n_ast
+    cfg, dfg = flow_edges(root, index_of, lang,
+                          ast=AstArrays(node_type, spans, src, identifiers, code))
+    for pairs in (cfg, dfg):
+        if pairs:
+            a, b = zip(*pairs)
+            src.extend(a)
+            dst.extend(b)
+    kinds = [EDGE_AST] * n_ast + [EDGE_NCS] * n_ncs + [EDGE_CFG] * len(cfg) + [EDGE_DFG] * len(dfg)
     return FunctionGraph(
         node_type=np.asarray(node_type, dtype=np.int32),
         token_id=np.asarray(token_id, dtype=np.int32),
-        edge_index=np.asarray([src, dst], dtype=np.int64).reshape(2, -1),
-        edge_type=np.asarray([EDGE_AST] * n_ast + [EDGE_NCS] * (len(src) - n_ast), dtype=np.int8),
-        span=np.asarray(spans, dtype=np.int64).reshape(-1, 2),
+        # fromiter over a flat chain: ~3x cheaper than asarray on lists of tuples
+        edge_index=np.fromiter(chain(src, dst), dtype=np.int64, count=2 * len(src)).reshape(2, -1),
+        edge_type=np.asarray(kinds, dtype=np.int8),
+        span=np.fromiter(chain.from_iterable(spans), dtype=np.int64, count=2 * len(spans)).reshape(-1, 2),
         tier=TIER_PARTIAL if root.has_error else TIER_FULL,
         truncated=truncated,
     )

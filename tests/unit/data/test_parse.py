@@ -1,6 +1,5 @@
 import numpy as np
 
-from streamguard.data.dataset import split_records, to_data
 from streamguard.data.parse import EDGE_AST, EDGE_NCS, TIER_FULL, TIER_PARTIAL, num_node_types, parse_function, token_bucket
 
 SRC = "int add(int a, int b) { if (a <= b) return a + b; return strcpy(a, b); }"
@@ -41,25 +40,3 @@ def test_deep_nesting_does_not_recurse_and_truncation_is_flagged():
 def test_non_utf8_and_nul_bytes():
     g = parse_function(b"int f() { char *s = \"\xff\xfe\x00\"; return 0; }")
     assert g.num_nodes > 5
-
-
-def test_to_data_is_bidirectional():
-    g = parse_function(SRC)
-    d = to_data(g, 1, 42)
-    assert d.x.shape == (g.num_nodes, 2)
-    assert d.edge_index.shape[1] == 2 * g.edge_index.shape[1]
-    assert d.edge_type.shape[0] == d.edge_index.shape[1]
-    assert int(d.y) == 1 and int(d.sample_id) == 42
-
-
-def test_split_keeps_groups_together_and_is_deterministic():
-    records = [{"group": f"g{i // 2}", "idx": i} for i in range(400)]
-    a = split_records(records, valid_fraction=0.1, test_fraction=0.2, seed=3)
-    b = split_records(records, valid_fraction=0.1, test_fraction=0.2, seed=3)
-    assert a == b
-    seen = {}
-    for split, rows in a.items():
-        for r in rows:
-            assert seen.setdefault(r["group"], split) == split
-    assert len(a["test"]) == 80 and len(a["valid"]) == 40
-    assert np.sum([len(v) for v in a.values()]) == 400

@@ -229,12 +229,12 @@ class TokenizerHandle:
         if self._pieces is not None:
             self._init_piece_path()
 
-    @property
     def clear_cache(self) -> None:
         """Forget cached piece encodings (benchmarks measure cold caches with this)."""
         if self._pieces is not None:
             self._pieces.clear()
 
+    @property
     def uses_piece_cache(self) -> bool:
         """True when ``encode`` splits in Python and caches the Rust encoding of each piece."""
         return self._pieces is not None

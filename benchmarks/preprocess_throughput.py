@@ -20,6 +20,7 @@ import json
 import os
 import time
 from collections import deque
+from itertools import repeat
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one core per worker, no hidden threads
 
@@ -31,24 +32,30 @@ from streamguard.data.tokens import load_tokenizer  # noqa: E402
 
 
 def bare_ast_graph(code: bytes, max_nodes: int = 4000, buckets: int = 4096) -> int:
-    """The minimal path: parse, then one BFS walk emitting node types, leaf tokens, AST edges."""
+    """The minimal path: parse, then one BFS walk emitting node types, leaf tokens, AST
+    edges (written as tightly as parse_function's walk, so the ratio is not flattered)."""
     root = _parser("c").parse(code).root_node
     error_id = num_node_types("c") - 1
     types, tokens, src, dst = [], [], [], []
+    add_type, add_token, add_src, add_dst = types.append, tokens.append, src.append, dst.append
     queue = deque([(root, -1)])
-    while queue and len(types) < max_nodes:
-        node, parent = queue.popleft()
-        i = len(types)
+    pop, push = queue.popleft, queue.extend
+    idx = -1
+    while queue:
+        node, parent = pop()
+        idx += 1
+        if idx >= max_nodes:
+            break
         kind = node.kind_id
-        types.append(kind if kind < error_id else error_id)
+        add_type(kind if kind < error_id else error_id)
         if node.child_count == 0:
-            tokens.append(token_bucket(code[node.start_byte:node.end_byte], buckets))
+            add_token(token_bucket(code[node.start_byte:node.end_byte], buckets))
         else:
-            tokens.append(0)
-            queue.extend((c, i) for c in node.children)
+            add_token(0)
+            push(zip(node.children, repeat(idx)))
         if parent >= 0:
-            src.append(parent)
-            dst.append(i)
+            add_src(parent)
+            add_dst(idx)
     return len(types)
 
 

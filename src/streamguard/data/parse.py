@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections import deque
-from itertools import chain
+from itertools import chain, repeat
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -103,41 +103,52 @@ def parse_function(source: str | bytes, *, lang: str = "c", max_nodes: int = 400
     identifier_kind = _identifier_kind(lang)
     indexed_kinds, for_kinds = index_kinds(lang)
     # Breadth-first with an explicit queue: no recursion, and truncation keeps the top of the tree.
+    # This loop runs once per node of every function prepared: methods are bound to locals
+    # and children are queued with C-level zip/repeat instead of a generator.
     queue: deque = deque([(root, -1)])
+    pop, push = queue.popleft, queue.extend
+    add_type, add_token, add_span = node_type.append, token_id.append, spans.append
+    add_src, add_dst = src.append, dst.append
+    leaves: list[tuple[int, int]] = []
+    add_leaf = leaves.append
     truncated = False
+    idx = -1
     while queue:
-        node, parent = queue.popleft()
-        if len(node_type) >= max_nodes:
+        node, parent = pop()
+        idx += 1
+        if idx >= max_nodes:
             truncated = True
             break
-        idx = len(node_type)
         kind = node.kind_id
-        node_type.append(kind if kind < error_id else error_id)
+        add_type(kind if kind < error_id else error_id)
         start, end = node.start_byte, node.end_byte
-        spans.append((start, end))
-        if node.child_count == 0:
-            token_id.append(token_bucket(code[start:end] or node.type.encode(), token_buckets))
+        add_span((start, end))
+        child_count = node.child_count
+        if child_count == 0:
+            add_token(token_bucket(code[start:end] or node.type.encode(), token_buckets))
+            add_leaf((start, idx))
             if kind == identifier_kind:
                 identifiers.append(idx)
         else:
-            token_id.append(0)
-            queue.extend((child, idx) for child in node.children)
+            add_token(0)
+            children = node.children
+            push(zip(children, repeat(idx)))
             if kind in indexed_kinds:
                 index_of[node.id] = idx
                 if kind in for_kinds:  # its children get the next free indices after the queue
-                    first = idx + len(queue) - node.child_count + 1
-                    for j, child in enumerate(node.children):
+                    first = idx + len(queue) - child_count + 1
+                    for j, child in enumerate(children):
                         if first + j < max_nodes:
                             index_of[child.id] = first + j
         if parent >= 0:
-            src.append(parent)
-            dst.append(idx)
+            add_src(parent)
+            add_dst(idx)
 
     n_ast = len(src)
-    leaves = sorted((spans[i][0], i) for i, tok in enumerate(token_id) if tok)
+    leaves.sort()
     for (_, a), (_, b) in zip(leaves, leaves[1:]):
-        src.append(a)
-        dst.append(b)
+        add_src(a)
+        add_dst(b)
     n_ncs = len(src) - n_ast
     cfg, dfg = flow_edges(root, index_of, lang,
                           ast=AstArrays(node_type, spans, src, identifiers, code))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from itertools import chain
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,7 +97,8 @@ def process_record(record: dict, s: ProcessSettings, tokenizer=None) -> tuple[di
         from streamguard.data.tokens import tokenize_function
 
         tok = tokenize_function(tokenizer, text, max_len=s.max_tokens)
-        offsets = np.asarray(tok["offsets"], dtype=np.int32).reshape(-1, 2)
+        flat = chain.from_iterable(tok["offsets"])
+        offsets = np.fromiter(flat, dtype=np.int32, count=2 * len(tok["offsets"])).reshape(-1, 2)
         row.update({"input_ids": tok["input_ids"], "offset_start": offsets[:, 0], "offset_end": offsets[:, 1],
                     "n_tokens_full": tok["n_tokens_full"], "window_start": tok["window_start"],
                     "window_reason": tok["window_reason"]})
@@ -128,4 +130,25 @@ def process_chunk(records: list[dict], s: ProcessSettings):
             row = {k: record.get(k) for k in ("idx", "target", "split", "fold", "group", "source")}
         row["skip_reason"] = reason
         rows.append(row)
-    return pa.Table.from_pylist(rows, schema=PROCESS_SCHEMA)
+    return rows_to_table(rows, PROCESS_SCHEMA)
+
+
+def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Column-wise: list columns are concatenated once into (offsets, values) instead of
+    converting every row's arrays separately (about 10x cheaper than Table.from_pylist)."""
+    columns = []
+    for f in schema:
+        values = [r.get(f.name) for r in rows]
+        if pa.types.is_list(f.type):
+            lengths = np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int32, count=len(rows))
+            offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+            np.cumsum(lengths, out=offsets[1:])
+            dtype = f.type.value_type.to_pandas_dtype()
+            flat = np.concatenate([np.asarray(v, dtype=dtype) for v in values if v is not None and len(v)]) \
+                if offsets[-1] else np.zeros(0, dtype=dtype)
+            mask = pa.array([v is None for v in values])
+            columns.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=f.type.value_type),
+                                                    mask=mask if mask.true_count else None))
+        else:
+            columns.append(pa.array(values, type=f.type))
+    return pa.Table.from_arrays(columns, schema=schema)

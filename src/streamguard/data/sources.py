@@ -567,16 +567,20 @@ def _csv_rows(reader, col: _Collector, path: str, width: int):
         yield rowno, reader.line_num, values
 
 
+def _csv_header(reader, path: str, expected: str) -> list[str]:
+    try:
+        return [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise DataError(f"{path}: empty CSV file; expected {expected}") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: line 1: malformed CSV header ({exc})") from None
+
+
 def _read_bigvul(path: str, col: _Collector) -> str:
     _raise_csv_limit()
     with _opened(path, newline="", encoding="utf-8-sig") as stream:
         reader = csv.reader(stream.text)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise DataError(f"{path}: empty CSV file; expected a Big-Vul CSV with a header row") from None
-        except csv.Error as exc:
-            raise DataError(f"{path}: line 1: malformed CSV header ({exc})") from None
+        header = _csv_header(reader, path, "a Big-Vul CSV with a header row")
         func_col, label_col = _first(header, _BIGVUL_FUNC), _first(header, _BIGVUL_LABEL)
         if func_col is None or label_col is None:
             need = [" or ".join(names) for names, got in ((_BIGVUL_FUNC, func_col), (_BIGVUL_LABEL, label_col))
@@ -660,12 +664,7 @@ def _read_dir(root: str, opts: dict[str, str], col: _Collector) -> str:
                         "dir:PATH?labels=FILE.csv") from None
     _raise_csv_limit()
     reader = csv.reader(io.StringIO(labels_raw.decode("utf-8-sig", errors="replace"), newline=""))
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise DataError(f"{labels_path}: empty labels CSV; expected columns path,target[,cwe,project]") from None
-    except csv.Error as exc:
-        raise DataError(f"{labels_path}: line 1: malformed CSV header ({exc})") from None
+    header = _csv_header(reader, labels_path, "a labels CSV with columns path,target[,cwe,project]")
     missing = [c for c in ("path", "target") if c not in header]
     if missing:
         raise DataError(f"{labels_path}: missing required column(s) {', '.join(missing)}; columns found: "

@@ -57,3 +57,13 @@ def test_ray_job_entrypoint_prepares_with_ray_data(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads((out / "manifest.json").read_text())
     assert m["counts"]["input"] == 120 and m["tokenizer"] is None
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "devign" / "train.jsonl.gz").exists(), reason="../shared/data/devign absent")
+def test_devign_gnn_preset_runs_a_few_steps(tmp_path):
+    """The shipped devign-gnn preset as is, on a small slice of its own data."""
+    run_cli("train", "--preset", "devign-gnn", "--output", str(tmp_path), "data.limit=300", "train.epochs=1",
+            "checkpoint.every_n_steps=2", "metrics.plots=false", timeout=600)
+    metrics = read_json(tmp_path / "devign-gnn" / "metrics.json")
+    assert metrics["n_samples"] > 0 and metrics["track"] == "gnn"
+    assert read_json(tmp_path / "devign-gnn" / "run_info.json")["data"]["counts"]["valid"]["n"] == 300

@@ -36,7 +36,7 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
       # downloading PyPI's CUDA build.
       "${PIP[@]}" install -q "$TORCH_SPEC+cpu"
     fi
-    .venv/bin/python -c 'import sys, torch; sys.exit(torch.version.cuda is not None)' || {
+    .venv/bin/python -W ignore -c 'import sys, torch; sys.exit(torch.version.cuda is not None)' || {
       echo "error: a CUDA build of torch was installed on a machine without a GPU; set TORCH_CPU_INDEX to a reachable CPU index" >&2
       exit 1; }
   fi

@@ -28,24 +28,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def s3_server():
-    """moto in server mode, in its own process, reached over HTTP like any S3 endpoint."""
-    pytest.importorskip("moto")
+def start_moto(**env) -> tuple[subprocess.Popen, str]:
+    """moto in server mode, in its own process on 127.0.0.1, reached over HTTP like any S3 endpoint."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
+            return proc, f"http://127.0.0.1:{port}"
         except OSError:
             time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("moto server did not start")
+    proc.kill()
+    pytest.fail("moto server did not start")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    pytest.importorskip("moto")
+    proc, endpoint = start_moto()
     yield endpoint
     proc.terminate()
     proc.wait(10)

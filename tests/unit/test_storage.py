@@ -55,3 +55,19 @@ def test_missing_bucket_and_bad_uri(s3_env):
         open_storage("s3://nope-bucket/x")
     with pytest.raises(StorageError, match="unsupported storage URI"):
         open_storage("gs://bucket/x")
+
+
+def test_wrong_credentials_are_one_clear_error(monkeypatch):
+    """A server that checks credentials (moto with auth enforced from the first request)."""
+    from tests.conftest import start_moto
+
+    pytest.importorskip("moto")
+    proc, endpoint = start_moto(INITIAL_NO_AUTH_ACTION_COUNT="0")
+    try:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        with pytest.raises(StorageError, match=r"S3 rejected the credentials for s3://bucket .*AWS_ACCESS_KEY_ID"):
+            open_storage("s3://bucket/p", endpoint_url=endpoint, max_attempts=1)
+    finally:
+        proc.terminate()
+        proc.wait(10)

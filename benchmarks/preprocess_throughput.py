@@ -35,7 +35,7 @@ def bare_ast_graph(code: bytes, max_nodes: int = 4000, buckets: int = 4096) -> i
     """The minimal path: parse, then one BFS walk emitting node types, leaf tokens, AST
     edges (written as tightly as parse_function's walk, so the ratio is not flattered)."""
     root = _parser("c").parse(code).root_node
-    error_id = num_node_types("c") - 1
+    error_id = num_node_types("c") - 1  # C block: offset 0 in the shared vocabulary
     types, tokens, src, dst = [], [], [], []
     add_type, add_token, add_src, add_dst = types.append, tokens.append, src.append, dst.append
     queue = deque([(root, -1)])

@@ -58,11 +58,29 @@ def _language(lang: str):
     return tree_sitter.Language(grammar.language())
 
 
+LANGS = ("c", "cpp")
+
+
 @lru_cache(maxsize=None)
 def num_node_types(lang: str = "c") -> int:
-    """Size of the node-type vocabulary (embedding rows) for a grammar: its kinds plus one
-    id for ERROR nodes, whose kind id is 65535 in tree-sitter."""
+    """Node kinds of one grammar plus one id for ERROR nodes (kind id 65535 in tree-sitter)."""
     return int(_language(lang).node_kind_count) + 1
+
+
+def node_type_offset(lang: str) -> int:
+    """Where a grammar's block starts in the shared vocabulary: C and C++ kind ids mean
+    different things, so each grammar gets its own block."""
+    return sum(num_node_types(other) for other in LANGS[: LANGS.index(lang)])
+
+
+def node_type_vocab_size() -> int:
+    """Embedding rows for node types: every grammar's block."""
+    return sum(num_node_types(lang) for lang in LANGS)
+
+
+def error_type_id(lang: str) -> int:
+    """The shared-vocabulary id of a grammar's ERROR nodes."""
+    return node_type_offset(lang) + num_node_types(lang) - 1
 
 
 @lru_cache(maxsize=None)
@@ -159,7 +177,9 @@ def parse_function(source: str | bytes, *, lang: str = "c", max_nodes: int = 400
             dst.extend(b)
     kinds = [EDGE_AST] * n_ast + [EDGE_NCS] * n_ncs + [EDGE_CFG] * len(cfg) + [EDGE_DFG] * len(dfg)
     return FunctionGraph(
-        node_type=np.asarray(node_type, dtype=np.int32),
+        # The walk and flow_edges use the grammar's own kind ids; stored ids are shifted
+        # into the grammar's block of the shared vocabulary.
+        node_type=np.asarray(node_type, dtype=np.int32) + node_type_offset(lang),
         token_id=np.asarray(token_id, dtype=np.int32),
         # fromiter over a flat chain: ~3x cheaper than asarray on lists of tuples
         edge_index=np.fromiter(chain(src, dst), dtype=np.int64, count=2 * len(src)).reshape(2, -1),

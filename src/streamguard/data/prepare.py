@@ -178,7 +178,7 @@ def prepare(settings: PrepareSettings, out: str, *, workers: int = 0, force: boo
 
 def _manifest(settings, table: pa.Table, sources, skipped: Counter, dedup_counts, key, tokenizer_info,
               memory_budget_mb) -> dict:
-    from streamguard.data.parse import EDGE_KINDS, num_node_types
+    from streamguard.data.parse import EDGE_KINDS, node_type_vocab_size
 
     cols = {c: table[c].to_numpy(zero_copy_only=False) for c in ("split", "target", "tier", "num_nodes", "num_edges",
                                                                   "window_reason", "truncated_nodes", "truncated_source")}
@@ -202,7 +202,7 @@ def _manifest(settings, table: pa.Table, sources, skipped: Counter, dedup_counts
                    "truncated_source": int(cols["truncated_source"].sum())},
         "tiers": dict(tiers), "tier_rates": {t: round(n / max(1, table.num_rows), 4) for t, n in tiers.items()},
         "graph_stats": stats, "edge_kinds": list(EDGE_KINDS),
-        "num_node_types": num_node_types("c"), "token_buckets": settings.process.token_buckets,
+        "num_node_types": node_type_vocab_size(), "token_buckets": settings.process.token_buckets,
         "tokenizer": tokenizer_info, "token_windows": dict(reasons), "folds": settings.folds,
         "batch_size": {"memory_budget_mb": memory_budget_mb, "hidden": hidden, "layers": layers,
                        "recommended": recommended_batch_size(stats["nodes"]["p95"], stats["edges"]["p95"],

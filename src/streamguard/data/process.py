@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from streamguard.data.parse import EDGE_NCS, FunctionGraph, num_node_types, parse_function
+from streamguard.data.parse import EDGE_NCS, FunctionGraph, error_type_id, parse_function
 
 log = logging.getLogger(__name__)
 
 TIER_TOKENS = "tokens"
-PREPROCESS_VERSION = "2"  # bump when rows change for the same input
+PREPROCESS_VERSION = "3"  # bump when rows change for the same input
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,9 @@ class ProcessSettings:
     unusable_error_share: float = 0.5   # ERROR nodes covering more of the text than this -> tokens tier
 
 
-def _error_share(g: FunctionGraph, n_bytes: int) -> float:
+def _error_share(g: FunctionGraph, n_bytes: int, lang: str) -> float:
     """Share of the source covered by ERROR nodes (union of their byte spans)."""
-    err = g.node_type == num_node_types("c") - 1
+    err = g.node_type == error_type_id(lang)
     if not err.any() or n_bytes == 0:
         return 0.0
     spans = g.span[err]
@@ -81,8 +81,9 @@ def process_record(record: dict, s: ProcessSettings, tokenizer=None) -> tuple[di
         code = code[: s.max_source_bytes]
         text = code.decode("utf-8", errors="ignore")
         truncated_source = True
-    g = parse_function(code, lang=record.get("lang") or "c", max_nodes=s.max_nodes, token_buckets=s.token_buckets)
-    if g.tier != "full" and _error_share(g, len(code)) > s.unusable_error_share:
+    lang = record.get("lang") or "c"
+    g = parse_function(code, lang=lang, max_nodes=s.max_nodes, token_buckets=s.token_buckets)
+    if g.tier != "full" and _error_share(g, len(code), lang) > s.unusable_error_share:
         g = token_sequence_graph(g)
     row = {k: record.get(k) for k in ("idx", "target", "cwe", "project", "group", "lang", "source",
                                       "commit_id", "date", "split", "fold")}

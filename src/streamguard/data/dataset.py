@@ -8,7 +8,7 @@ prepared (cached by content; see `prepare.ensure_prepared`) and streams the shar
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from streamguard.data.prepare import PrepareSettings, ensure_prepared
 from streamguard.data.shards import SPLITS, TRAIN_COLUMNS, GraphDataset, read_split
@@ -68,7 +68,7 @@ def load_splits(data, *, seed: int, storage_options: dict | None = None) -> Spli
 def load_spec(spec: str, data, *, seed: int) -> tuple[GraphDataset, DataInfo]:
     """Another dataset, whole, prepared with the same settings (for `streamguard evaluate --data`)."""
     settings = PrepareSettings.from_data_config(data, seed)
-    settings = PrepareSettings(**{**settings.__dict__, "source": spec, "valid_source": None, "test_source": None,
-                                  "valid_fraction": 0.0, "test_fraction": 0.0, "limit": None})
+    settings = replace(settings, source=spec, valid_source=None, test_source=None,
+                       valid_fraction=0.0, test_fraction=0.0, limit=None)
     storage, manifest = ensure_prepared(settings, None, workers=data.workers)
     return GraphDataset(read_split(storage, manifest, "train", TRAIN_COLUMNS)), DataInfo.from_manifest(manifest)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -125,9 +124,6 @@ class GraphDataset:
                     y=torch.tensor([self.target[i]], dtype=torch.long),
                     sample_id=torch.tensor([int(self.idx[i])], dtype=torch.long))
         return data
-
-    def labels(self) -> np.ndarray:
-        return self.target
 
 
 class TokenDataset:

@@ -13,10 +13,11 @@ from streamguard import checkpoint
 from streamguard.config import Config
 from streamguard.data.dataset import load_spec, load_splits
 from streamguard.errors import CheckpointError, StorageError
-from streamguard.evaluation.report import score, write_report
+from streamguard.evaluation.report import write_report
 from streamguard.registry import get_track
 from streamguard.rundir import RunDir
 from streamguard.runtime import pick_device
+from streamguard.train.step import predict
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ def evaluate_run(run_dir: str, *, data: str | None = None, output: str | None = 
         threshold = json.loads(run.storage.read_bytes("metrics.json")).get("external_threshold")
     except (StorageError, ValueError):
         log.warning("run has no metrics.json: reporting the threshold sweep without the run's threshold")
-    labels, probs, ids, _ = score(model, track.make_loader(graphs, batch_size=cfg.train.eval_batch_size),
-                                  track=track, device=device, dtype=None)
+    labels, probs, ids, _ = predict(model, track.make_loader(graphs, batch_size=cfg.train.eval_batch_size),
+                                    forward=track.forward, device=device, dtype=None)
     out = RunDir(*_split_uri(output)) if output else RunDir(run.uri, f"eval-{split}")
     metrics = write_report(out, labels=labels, probs=probs, sample_ids=ids, split=split, threshold=threshold,
                            history=None, plots=cfg.metrics.plots,

@@ -7,16 +7,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from streamguard.train.evaluate import compute_metrics
-from streamguard.train.step import predict
 
 log = logging.getLogger(__name__)
-
-
-def score(model, loader, *, track, device, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    return predict(model, loader, forward=track.forward, device=device, dtype=dtype)
 
 
 def write_report(out, *, labels, probs, sample_ids, split: str, threshold: float | None,

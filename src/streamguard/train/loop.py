@@ -24,6 +24,7 @@ from streamguard.config import Config
 from streamguard.data.dataset import load_splits
 from streamguard.registry import get_track
 from streamguard.runtime import Runtime
+from streamguard.train.evaluate import compute_metrics, f1_for_early_stopping
 from streamguard.train.optim import build_optimizer, build_scheduler, steps_per_batch
 from streamguard.train.sampler import ResumableSampler
 from streamguard.train.step import amp_dtype, predict, train_step
@@ -37,7 +38,7 @@ class Preempted(Exception):
 
 @dataclass
 class Fit:
-    """What `fit` leaves for `finish`: the trained model, the data and the final state."""
+    """What `fit` leaves for scoring in `train`: the trained model, the data and the final state."""
 
     model: torch.nn.Module
     splits: object
@@ -107,8 +108,6 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
         train_loss = (loss_sum / max(1, state.step_in_epoch)).item()  # host sync, once per epoch
         samples_per_s = seen * rt.world_size / max(1e-9, time.perf_counter() - t0)
         labels, probs, _, val_loss = predict(model, val_loader, forward=track.forward, device=rt.device, dtype=dtype)
-        from streamguard.train.evaluate import compute_metrics, f1_for_early_stopping
-
         val_f1 = f1_for_early_stopping(compute_metrics(labels, probs))
         if not steps_per_batch(scheduler):
             scheduler.step(val_f1)
@@ -175,9 +174,8 @@ def train(cfg: Config, rt: Runtime, run) -> dict | None:
     fitted = fit(cfg, rt)
     if rt.rank != 0:
         return None
-    from streamguard.evaluation.report import score, write_report
+    from streamguard.evaluation.report import write_report
     from streamguard.provenance import run_info
-    from streamguard.train.evaluate import compute_metrics
 
     best = rt.best_checkpoint()
     if best is not None:
@@ -185,11 +183,11 @@ def train(cfg: Config, rt: Runtime, run) -> dict | None:
         log.info("scoring the best checkpoint %s", best.name)
     track, s, t = fitted.track, fitted.splits, cfg.train
     loader = lambda ds: track.make_loader(ds, batch_size=t.eval_batch_size)  # noqa: E731
-    kw = dict(track=track, device=rt.device, dtype=fitted.dtype)
-    v_labels, v_probs, _, _ = score(fitted.model, loader(s.valid), **kw)
+    kw = dict(forward=track.forward, device=rt.device, dtype=fitted.dtype)
+    v_labels, v_probs, _, _ = predict(fitted.model, loader(s.valid), **kw)
     validation = compute_metrics(v_labels, v_probs)
     split, data = ("test", s.test) if s.test else ("valid", s.valid)
-    labels, probs, ids, _ = score(fitted.model, loader(data), **kw)
+    labels, probs, ids, _ = predict(fitted.model, loader(data), **kw)
     run.write_json("run_info.json", run_info(cfg, s.info, world_size=rt.world_size, device=str(rt.device)))
     return write_report(run, labels=labels, probs=probs, sample_ids=ids, split=split,
                         threshold=validation["best_threshold_by_f1"], history=fitted.state.history,

@@ -144,3 +144,20 @@ def test_ray_data_and_process_pool_write_identical_shards(tmp_path, ray_local):
     for split in SPLITS:
         for shard in pool["shards"][split]:
             assert pq.read_table(tmp_path / "pool" / shard["path"]).equals(pq.read_table(tmp_path / "ray" / shard["path"]))
+
+
+def test_token_batches_from_shards(tmp_path):
+    from streamguard.data.shards import TokenDataset, collate_tokens
+    from streamguard.data.tokens import load_tokenizer
+
+    m = prepare(_settings("synthetic:60"), str(tmp_path / "p"), workers=1, progress=False)
+    storage = open_storage(str(tmp_path / "p"))
+    ds = TokenDataset(read_split(storage, m, "train"))
+    pad = load_tokenizer("builtin:c-bpe").pad_id
+    items = [ds[i] for i in range(4)]
+    batch = collate_tokens(items, pad_id=pad, pad_to_multiple_of=8)
+    longest = max(len(it["input_ids"]) for it in items)
+    assert batch["input_ids"].shape == (4, -(-longest // 8) * 8)
+    assert batch["attention_mask"].sum(1).tolist() == [len(it["input_ids"]) for it in items]
+    assert (batch["input_ids"][batch["attention_mask"] == 0] == pad).all()
+    assert batch["labels"].tolist() == [it["label"] for it in items]

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from streamguard.errors import StreamGuardError
+from streamguard.errors import ConfigError, StreamGuardError
 
 app = typer.Typer(
     help="StreamGuard: train code-vulnerability detectors on a laptop, with torchrun, or on a Ray cluster.\n\n"
@@ -37,20 +37,48 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file merged over the preset."),
     output: Optional[str] = typer.Option(None, "--output", "-o",
                                          help="Storage path for runs (local dir or s3://bucket/prefix); sets run.storage_path."),
+    ray: bool = typer.Option(False, "--ray", help="Train with Ray Train (DDP over Ray workers, checkpoints on "
+                             "run.storage_path, automatic restarts). Needs the `ray` extra."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --ray: cluster to join (auto, HOST:PORT); "
+                                          "default RAY_ADDRESS, else a local Ray is started. Sets ray.address."),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers", "-n", min=1,
+                                              help="With --ray: number of workers (sets ray.num_workers)."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", min=0,
+                                                    help="With --ray: GPUs per worker (sets ray.gpus_per_worker)."),
 ) -> None:
     """Train a model. Re-running the same command resumes from the newest valid checkpoint.
 
-    Runs on one process, or under `torchrun --nproc_per_node=N -m streamguard train ...` with DDP.
+    Runs on one process, under `torchrun --standalone --nproc_per_node=N -m streamguard train ...`
+    with DDP, or with --ray on a Ray cluster. SIGTERM checkpoints at the next step and exits 143.
     """
     from streamguard import config as cfgmod
+
+    extra = [f"run.storage_path={output}"] if output else []
+    extra += [f"ray.{k}={v}" for k, v in (("address", address), ("num_workers", num_workers),
+                                          ("gpus_per_worker", gpus_per_worker)) if v is not None]
+    if not ray and (address or num_workers or gpus_per_worker is not None):
+        raise typer.BadParameter("--address, --num-workers and --gpus-per-worker need --ray")
+    cfg = cfgmod.load(preset, [*(overrides or []), *extra], config_file=config)
+    if ray:
+        try:
+            from streamguard.distributed.train import train_on_ray
+        except ImportError as exc:
+            raise ConfigError(f"--ray needs Ray ({exc.name} is missing): pip install 'streamguard[ray]'") from None
+        outcome = train_on_ray(cfg)
+        if outcome.status == "stopped":
+            raise typer.Exit(EXIT_PREEMPTED)
+        _print_summary(outcome.metrics, outcome.run)
+        return
+    _train_local(cfg)
+
+
+def _train_local(cfg) -> None:
     from streamguard.metrics import JsonlSink, PrometheusSink
     from streamguard.rundir import RunDir
-    from streamguard.runtime import LocalRuntime
+    from streamguard.runtime import LocalRuntime, ProgressMarker
     from streamguard.train.loop import Preempted
     from streamguard.train.loop import train as run_train
 
-    extra = [f"run.storage_path={output}"] if output else []
-    cfg = cfgmod.load(preset, [*(overrides or []), *extra], config_file=config)
     run = RunDir(cfg.run.storage_path, cfg.run.name, **cfg.storage.model_dump())
     sinks = []
     if int(os.environ.get("RANK", "0")) == 0:
@@ -59,7 +87,7 @@ def train(
             sinks.append(PrometheusSink(cfg.metrics.prometheus_port, {"run": cfg.run.name, "track": cfg.model.track,
                                                                       "trial": "", "rank": "0"}))
     store = run.checkpoints(keep_last=cfg.checkpoint.keep_last, keep_best=cfg.checkpoint.keep_best)
-    rt = LocalRuntime(store, sinks=sinks, device=cfg.train.device)
+    rt = LocalRuntime(store, sinks=sinks, device=cfg.train.device, progress=ProgressMarker(run.storage))
     try:
         metrics = run_train(cfg, rt, run)
     except Preempted as exc:
@@ -68,14 +96,18 @@ def train(
         raise typer.Exit(EXIT_PREEMPTED)
     rt.close()
     if metrics is not None:
-        summary = (f"{metrics['split']} F1 {metrics['f1_at_best_threshold']:.3f} at threshold "
-                   f"{metrics['best_threshold_by_f1']:.2f} (F1 {metrics['f1_at_0_5']:.3f} at 0.5, "
-                   f"ROC-AUC {metrics['roc_auc'] if metrics['roc_auc'] is None else round(metrics['roc_auc'], 3)})")
-        typer.echo(f"\nDone: {summary}")
-        typer.echo(f"  metrics:     {run.display('metrics.json')}")
-        typer.echo(f"  history:     {run.display('history.json')}")
-        typer.echo(f"  plots:       {run.display('plots')}")
-        typer.echo(f"  checkpoints: {store.storage.uri}")
+        _print_summary(metrics, run)
+
+
+def _print_summary(metrics: dict, run) -> None:
+    summary = (f"{metrics['split']} F1 {metrics['f1_at_best_threshold']:.3f} at threshold "
+               f"{metrics['best_threshold_by_f1']:.2f} (F1 {metrics['f1_at_0_5']:.3f} at 0.5, "
+               f"ROC-AUC {metrics['roc_auc'] if metrics['roc_auc'] is None else round(metrics['roc_auc'], 3)})")
+    typer.echo(f"\nDone: {summary}")
+    typer.echo(f"  metrics:     {run.display('metrics.json')}")
+    typer.echo(f"  history:     {run.display('history.json')}")
+    typer.echo(f"  plots:       {run.display('plots')}")
+    typer.echo(f"  checkpoints: {run.display('checkpoints')}")
 
 
 data_app = typer.Typer(help="Prepare datasets once into Parquet shards with a manifest, and inspect them.",

@@ -164,6 +164,42 @@ class MetricsConfig(_Section):
     """Serve live metrics for Prometheus on this port (0 picks a free port); none by default."""
     plots: bool = True
     """Write PNG plots (confusion matrices, ROC, PR, threshold sweep, training curves)."""
+    report_interval_s: float = Field(5.0, ge=0.0)
+    """Publish live metrics (loss, throughput, step) every this many seconds; 0 only at checkpoints. Also the progress marker cadence that lost-step counts rely on."""
+
+
+class RayConfig(_Section):
+    """How `--ray` runs are placed and how fast failures are noticed. The health-check
+    fields trade detection speed for false alarms; see docs/operations.md."""
+
+    address: str | None = None
+    """Ray cluster to join (`auto`, `HOST:PORT`); default: `RAY_ADDRESS`, else start a local Ray."""
+    num_workers: int = Field(2, ge=1)
+    """Ray Train workers (DDP ranks)."""
+    cpus_per_worker: float = Field(1.0, gt=0)
+    """CPUs reserved per worker."""
+    gpus_per_worker: float = Field(0.0, ge=0)
+    """GPUs per worker; > 0 trains with NCCL on CUDA, 0 with gloo on CPU."""
+    max_failures: int = Field(3, ge=-1)
+    """Worker or node losses a run survives (Ray Train FailureConfig.max_failures; -1: unlimited)."""
+    max_preemption_failures: int = Field(-1, ge=-1)
+    """Restarts caused by node drains (spot notices) allowed on top of max_failures; -1: unlimited."""
+    async_checkpoint_upload: bool = True
+    """Upload checkpoints in the background (training continues); the preemption checkpoint is always synchronous."""
+    report_poll_interval_s: float = Field(2.0, gt=0)
+    """How often the Ray Train controller collects reports and checks worker health (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S)."""
+    worker_group_start_timeout_s: float = Field(180.0, gt=0)
+    """Time allowed to start (or restart) the worker group (RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S); Ray's 60 s is tight on busy nodes."""
+    worker_health_check_timeout_s: float = Field(600.0, gt=0)
+    """A worker that does not answer a health check for this long counts as failed (RAY_TRAIN_WORKER_HEALTH_CHECK_TIMEOUT_S)."""
+    preemption_poll_interval_s: float = Field(1.0, gt=0)
+    """How often Ray Train polls for node drains (RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S); Ray's default is 5 s."""
+    node_health_check_period_ms: int = Field(1000, ge=100)
+    """GCS node health-check period (Ray system config `health_check_period_ms`, default 3000). Applied when StreamGuard starts the Ray head itself; on a cluster set it on the head (docs/operations.md)."""
+    node_health_check_failure_threshold: int = Field(5, ge=1)
+    """Missed node health checks before a node is declared dead (`health_check_failure_threshold`). Detection time is about period x threshold."""
+    stop_poll_interval_s: float = Field(1.0, gt=0)
+    """How often workers poll the driver's stop request (SIGTERM to the driver)."""
 
 
 class Config(_Section):
@@ -185,6 +221,8 @@ class Config(_Section):
     """S3 endpoint settings for `s3://` paths."""
     metrics: MetricsConfig = MetricsConfig()
     """Live metrics and plots."""
+    ray: RayConfig = RayConfig()
+    """Ray Train placement, failure handling and health checks (used with `--ray`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

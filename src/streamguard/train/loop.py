@@ -23,7 +23,7 @@ from streamguard.checkpoint import TrainState
 from streamguard.config import Config
 from streamguard.data.dataset import load_splits
 from streamguard.registry import get_track
-from streamguard.runtime import Runtime
+from streamguard.runtime import STOP_REASONS, Runtime
 from streamguard.train.evaluate import compute_metrics, f1_for_early_stopping
 from streamguard.train.optim import build_optimizer, build_scheduler, steps_per_batch
 from streamguard.train.sampler import ResumableSampler
@@ -33,7 +33,12 @@ log = logging.getLogger(__name__)
 
 
 class Preempted(Exception):
-    """Raised after the preemption checkpoint is committed; the caller exits cleanly."""
+    """Raised after the preemption checkpoint is committed; the caller exits cleanly.
+    `reason` is the one all ranks agreed on (see runtime.STOP_REASONS)."""
+
+    def __init__(self, message: str, reason: str = "preemption"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -74,7 +79,12 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
         state = checkpoint.load(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler, config_hash=cfg.hash())
         log.info("resuming from checkpoint %s: epoch %d, step %d of the epoch (global step %d)",
                  resume_dir.name, state.epoch, state.step_in_epoch, state.global_step)
-        rt.report({"restarts_total": 1})
+        # Steps between this checkpoint and the last progress the run reported are redone.
+        known = rt.last_progress_step()
+        lost = max(0, known - state.global_step) if known is not None else 0
+        rt.report({"restarts_total": 1, "lost_steps_total": lost, "global_step": state.global_step})
+        if lost:
+            log.warning("%d optimizer steps since the checkpoint are lost and will be redone", lost)
         if state.completed:
             log.info("run %s already finished training; re-scoring its best checkpoint", cfg.run.name)
     val_loader = track.make_loader(splits.valid, batch_size=t.eval_batch_size)
@@ -89,6 +99,7 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
         net.train()
         t0, seen = time.perf_counter(), 0
         loss_sum = torch.tensor(state.epoch_loss_sum if state.step_in_epoch else 0.0, device=rt.device)
+        live = _LiveWindow(cfg.metrics.report_interval_s, loss_sum, state.global_step)
         for batch in _progress(loader, rt, state, steps_per_epoch, t.log_every_n_steps):
             loss_sum += train_step(net, batch, forward=track.forward, optimizer=optimizer, scaler=scaler,
                                    device=rt.device, dtype=dtype, grad_clip=cfg.optim.grad_clip)
@@ -98,12 +109,18 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
             if steps_per_batch(scheduler):
                 scheduler.step()
             every = cfg.checkpoint.every_n_steps
-            stop = _any_rank(rt, rt.stop_requested())  # a collective per step: every rank must agree to stop
+            # One small collective per step: every rank agrees on stopping (and why) and on
+            # when to publish live metrics, so all ranks act at the same step boundary.
+            stop, report_due = _agree(rt, STOP_REASONS.index(rt.stop_requested()), live.due())
+            if report_due:
+                rt.report(live.take(loss_sum, state, seen * rt.world_size, optimizer.param_groups[0]["lr"]))
             if stop or (every and state.global_step % every == 0 and state.step_in_epoch < steps_per_epoch):
                 state.epoch_loss_sum = loss_sum.item()  # host sync, only when checkpointing
-                _save(cfg, rt, model, optimizer, scheduler, state, {"global_step": state.global_step})
+                _save(cfg, rt, model, optimizer, scheduler, state, {"global_step": state.global_step,
+                                                                    "epoch": state.epoch}, urgent=bool(stop))
             if stop:
-                raise Preempted(f"preempted at epoch {state.epoch} step {state.step_in_epoch}; checkpoint committed")
+                raise Preempted(f"stopped ({STOP_REASONS[stop]}) at epoch {state.epoch} step {state.step_in_epoch}; "
+                                "checkpoint committed", reason=STOP_REASONS[stop])
 
         train_loss = (loss_sum / max(1, state.step_in_epoch)).item()  # host sync, once per epoch
         samples_per_s = seen * rt.world_size / max(1e-9, time.perf_counter() - t0)
@@ -131,25 +148,46 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
     return Fit(model, splits, state, track, dtype)
 
 
-def _save(cfg, rt, model, optimizer, scheduler, state, metrics, metric=None) -> None:
-    """Rank 0 writes a checkpoint dir; every rank reports (Ray needs all)."""
+def _save(cfg, rt, model, optimizer, scheduler, state, metrics, metric=None, urgent=False) -> None:
+    """Rank 0 writes a checkpoint dir and hands it to the runtime; every rank takes part in
+    the commit (Ray's report is a collective). The runtime may upload in the background."""
     started = time.time()
-    with tempfile.TemporaryDirectory(prefix="streamguard-ckpt-") as tmp:
-        if rt.rank == 0:
-            checkpoint.save(tmp, model=model, optimizer=optimizer, scheduler=scheduler, state=state,
-                            config_yaml=cfg.to_yaml(), config_hash=cfg.hash(), metric=metric)
-        rt.report({**metrics, "checkpoint_duration_seconds": time.time() - started},
-                  checkpoint_dir=tmp if rt.rank == 0 else None)
+    tmp = None
+    if rt.rank == 0:
+        tmp = tempfile.mkdtemp(prefix="streamguard-ckpt-")
+        checkpoint.save(tmp, model=model, optimizer=optimizer, scheduler=scheduler, state=state,
+                        config_yaml=cfg.to_yaml(), config_hash=cfg.hash(), metric=metric)
+    rt.commit({**metrics, "checkpoint_duration_seconds": time.time() - started}, tmp, urgent=urgent)
     if dist.is_initialized():
-        dist.barrier()  # nobody runs ahead of a checkpoint that is not committed yet
+        dist.barrier()  # nobody runs ahead of a checkpoint that rank 0 has not handed over
 
 
-def _any_rank(rt: Runtime, flag: bool) -> bool:
+def _agree(rt: Runtime, stop_code: int, report_due: bool) -> tuple[int, bool]:
+    """MAX over ranks of (stop reason code, live report due): rank 0's clock decides reports."""
     if not dist.is_initialized():
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=rt.device)
+        return stop_code, report_due
+    t = torch.tensor([float(stop_code), 1.0 if (report_due and rt.rank == 0) else 0.0], device=rt.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return int(t[0].item()), bool(t[1].item())
+
+
+class _LiveWindow:
+    """Live metrics over the window since the last report: mean loss, throughput."""
+
+    def __init__(self, interval_s: float, loss_sum: torch.Tensor, global_step: int):
+        self.interval_s = interval_s
+        self.t0, self.loss0, self.step0, self.seen0 = time.perf_counter(), loss_sum.item(), global_step, 0
+
+    def due(self) -> bool:
+        return self.interval_s > 0 and time.perf_counter() - self.t0 >= self.interval_s
+
+    def take(self, loss_sum: torch.Tensor, state: TrainState, seen: int, lr: float) -> dict:
+        now, total = time.perf_counter(), loss_sum.item()  # host sync, once per report interval
+        steps = max(1, state.global_step - self.step0)
+        row = {"train_loss": (total - self.loss0) / steps, "samples_per_second": (seen - self.seen0) / (now - self.t0),
+               "epoch": state.epoch, "global_step": state.global_step, "learning_rate": lr}
+        self.t0, self.loss0, self.step0, self.seen0 = now, total, state.global_step, seen
+        return row
 
 
 def _progress(loader, rt: Runtime, state: TrainState, steps_per_epoch: int, log_every: int):

@@ -64,7 +64,8 @@ def checkpoint_name(global_step: int) -> str:
 
 
 def save(directory: str | Path, *, model: torch.nn.Module, optimizer=None, scheduler=None,
-         state: TrainState, config_yaml: str, config_hash: str, metric: float | None = None) -> dict:
+         state: TrainState, config_yaml: str, config_hash: str, metric: float | None = None,
+         rng_states: list[dict] | None = None) -> dict:
     """Write a complete checkpoint into `directory`; MANIFEST.json last."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -75,6 +76,8 @@ def save(directory: str | Path, *, model: torch.nn.Module, optimizer=None, sched
     if scheduler is not None:
         torch.save(scheduler.state_dict(), d / SCHEDULER)
     payload = {"format": FORMAT_VERSION, "config_hash": config_hash, "rng": _rng_state(), **asdict(state)}
+    if rng_states:  # DDP: each rank's own RNG (dropout draws differ per rank), from rng_state() on every rank
+        payload["rng_per_rank"] = rng_states
     (d / STATE).write_text(json.dumps(payload, indent=1))
     (d / CONFIG).write_text(config_yaml)
     files = {p.name: {"sha256": _sha256(p), "size": p.stat().st_size}
@@ -111,7 +114,7 @@ def verify(directory: str | Path) -> dict:
 
 
 def load(directory: str | Path, *, model: torch.nn.Module, optimizer=None, scheduler=None,
-         config_hash: str | None = None, restore_rng: bool = True) -> TrainState:
+         config_hash: str | None = None, restore_rng: bool = True, rank: int = 0) -> TrainState:
     """Verify, then restore weights (and optimizer, scheduler, RNG). Returns the TrainState."""
     d = Path(directory)
     verify(d)
@@ -128,7 +131,8 @@ def load(directory: str | Path, *, model: torch.nn.Module, optimizer=None, sched
     if scheduler is not None and (d / SCHEDULER).exists():
         scheduler.load_state_dict(torch.load(d / SCHEDULER, map_location="cpu", weights_only=True))
     if restore_rng and "rng" in payload:
-        _set_rng_state(payload["rng"])
+        per_rank = payload.get("rng_per_rank") or []
+        _set_rng_state(per_rank[rank] if rank < len(per_rank) else payload["rng"])
     fields = TrainState.__dataclass_fields__
     return TrainState(**{k: v for k, v in payload.items() if k in fields})
 
@@ -232,6 +236,11 @@ def _sha256(path: Path) -> str:
 
 def _b64(t: torch.Tensor) -> str:
     return base64.b64encode(t.numpy().tobytes()).decode()
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's Python, NumPy, torch (and CUDA) RNG states, JSON-able."""
+    return _rng_state()
 
 
 def _rng_state() -> dict[str, Any]:

@@ -5,6 +5,7 @@ Tune trials alike. Everything it needs comes from the config (through builders) 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -76,7 +77,8 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
 
     state = TrainState()
     if (resume_dir := rt.latest_checkpoint()) is not None:
-        state = checkpoint.load(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler, config_hash=cfg.hash())
+        state = checkpoint.load(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler, config_hash=cfg.hash(),
+                                rank=rt.rank)
         log.info("resuming from checkpoint %s: epoch %d, step %d of the epoch (global step %d)",
                  resume_dir.name, state.epoch, state.step_in_epoch, state.global_step)
         # Steps between this checkpoint and the last progress the run reported are redone.
@@ -153,13 +155,28 @@ def _save(cfg, rt, model, optimizer, scheduler, state, metrics, metric=None, urg
     the commit (Ray's report is a collective). The runtime may upload in the background."""
     started = time.time()
     tmp = None
+    rng_states = _gather_json(rt, checkpoint.rng_state()) if dist.is_initialized() else None
     if rt.rank == 0:
         tmp = tempfile.mkdtemp(prefix="streamguard-ckpt-")
         checkpoint.save(tmp, model=model, optimizer=optimizer, scheduler=scheduler, state=state,
-                        config_yaml=cfg.to_yaml(), config_hash=cfg.hash(), metric=metric)
+                        config_yaml=cfg.to_yaml(), config_hash=cfg.hash(), metric=metric, rng_states=rng_states)
     rt.commit({**metrics, "checkpoint_duration_seconds": time.time() - started}, tmp, urgent=urgent)
     if dist.is_initialized():
         dist.barrier()  # nobody runs ahead of a checkpoint that rank 0 has not handed over
+
+
+def _gather_json(rt: Runtime, obj) -> list:
+    """all_gather of a JSON-able object as bytes (no pickle): every rank's RNG state, so a
+    resumed DDP run continues each rank's own random stream."""
+    data = torch.frombuffer(bytearray(json.dumps(obj).encode()), dtype=torch.uint8).to(rt.device)
+    sizes = [torch.zeros(1, dtype=torch.long, device=rt.device) for _ in range(rt.world_size)]
+    dist.all_gather(sizes, torch.tensor([data.numel()], device=rt.device))
+    longest = int(max(s.item() for s in sizes))
+    padded = torch.zeros(longest, dtype=torch.uint8, device=rt.device)
+    padded[: data.numel()] = data
+    chunks = [torch.empty(longest, dtype=torch.uint8, device=rt.device) for _ in range(rt.world_size)]
+    dist.all_gather(chunks, padded)
+    return [json.loads(bytes(c[: int(n.item())].cpu().tolist())) for c, n in zip(chunks, sizes)]
 
 
 def _agree(rt: Runtime, stop_code: int, report_due: bool) -> tuple[int, bool]:

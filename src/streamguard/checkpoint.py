@@ -54,6 +54,7 @@ class TrainState:
     epochs_without_improvement: int = 0
     completed: bool = False
     history: list[dict] = field(default_factory=list)
+    resumes: list[dict] = field(default_factory=list)  # one row per restart: from_step, lost_steps, time
 
 
 def checkpoint_name(global_step: int) -> str:

@@ -85,6 +85,7 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
         known = rt.last_progress_step()
         lost = max(0, known - state.global_step) if known is not None else 0
         rt.report({"restarts_total": 1, "lost_steps_total": lost, "global_step": state.global_step})
+        state.resumes.append({"from_step": state.global_step, "lost_steps": lost, "time": time.time()})
         if lost:
             log.warning("%d optimizer steps since the checkpoint are lost and will be redone", lost)
         if state.completed:
@@ -248,5 +249,6 @@ def train(cfg: Config, rt: Runtime, run) -> dict | None:
                         threshold=validation["best_threshold_by_f1"], history=fitted.state.history,
                         plots=cfg.metrics.plots, extra={
                             "track": cfg.model.track, "run": cfg.run.name, "best_step": fitted.state.best_step,
+                            "resumes": fitted.state.resumes,
                             "validation": {k: validation[k] for k in ("f1_at_0_5", "f1_at_best_threshold",
                                            "best_threshold_by_f1", "roc_auc", "accuracy_at_0_5")}})

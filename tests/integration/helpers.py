@@ -38,7 +38,8 @@ def wait_for(predicate, timeout: float = 120, what: str = "condition", proc=None
         if predicate():
             return
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited ({proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}")
+            raise AssertionError(f"process exited ({proc.returncode}) before {what}: "
+                                     f"{(proc.stderr or proc.stdout).read()[-5000:]}")
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
 

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 STOP_NAMESPACE = "streamguard"
 _SIGTERM = threading.Event()
+_TRAINING = threading.Event()  # set while a RayRuntime is live in this worker process
 
 
 # --------------------------------------------------------------------------- SIGTERM
@@ -52,13 +53,21 @@ _SIGTERM = threading.Event()
 
 def _install_sigterm_handler() -> int:
     """Runs on each worker actor's main thread (signal handlers can only be installed there;
-    the training function runs in another thread). Ray's default handler exits the worker
-    at once; ours only raises the flag, and the loop checkpoints at the next step."""
+    the training function runs in another thread). While training, SIGTERM only raises the
+    flag and the loop checkpoints at the next step; a second SIGTERM, or one while no
+    training runs (Ray shutting the worker group down), goes to Ray's handler (exit)."""
     import os
 
+    previous = signal.getsignal(signal.SIGTERM)
+
     def on_sigterm(signum, frame):
-        log.warning("worker %d received SIGTERM: checkpoint at the next step boundary, then stop", os.getpid())
-        _SIGTERM.set()
+        if _TRAINING.is_set() and not _SIGTERM.is_set():
+            log.warning("worker %d received SIGTERM: checkpoint at the next step boundary, then stop", os.getpid())
+            _SIGTERM.set()
+        elif callable(previous):
+            previous(signum, frame)
+        else:
+            raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_sigterm)
     _SIGTERM.clear()
@@ -138,6 +147,7 @@ class RayRuntime:
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll_driver, name="stop-poller", daemon=True)
         self._poller.start()
+        _TRAINING.set()
 
     # ---------------------------------------------------------------- stop
 
@@ -181,18 +191,16 @@ class RayRuntime:
         if checkpoint_dir is None:
             self.report({k: v for k, v in metrics.items() if k != "checkpoint_duration_seconds"})
 
-    def _upload(self, name: str, metrics: dict, checkpoint: ray.train.Checkpoint, dest_dir: str) -> ray.train.Checkpoint:
+    def _upload(self, name: str, metrics: dict, checkpoint: ray.train.Checkpoint, dir_name: str) -> ray.train.Checkpoint:
         """Ray's checkpoint_upload_fn (rank 0, maybe in Ray's upload thread): our commit
-        protocol, into the directory Ray expects, then the metrics of the commit."""
+        protocol into `<run>/<dir_name>`, where Ray expects it; Ray then deletes the local copy."""
         started = time.time()
-        try:
-            uri = self.store.commit(checkpoint.path, name)
-        finally:
-            shutil.rmtree(checkpoint.path, ignore_errors=True)
+        uri = self.store.commit(checkpoint.path, name)
         log.info("checkpoint saved: %s", uri)
         self.report({**metrics, "checkpoint_duration_seconds": metrics.get("checkpoint_duration_seconds", 0.0)
                      + time.time() - started})
-        return ray.train.Checkpoint(dest_dir, filesystem=ray.train.get_context().get_storage().storage_filesystem)
+        storage = ray.train.get_context().get_storage()
+        return ray.train.Checkpoint(f"{storage.experiment_fs_path}/{dir_name}", filesystem=storage.storage_filesystem)
 
     def latest_checkpoint(self) -> Path | None:
         """Rank 0 picks the newest valid checkpoint; the others load that same one."""
@@ -211,6 +219,7 @@ class RayRuntime:
         return self.progress.read_step() if self.progress is not None else None
 
     def close(self) -> None:
+        _TRAINING.clear()
         self._closed.set()
         for sink in self.sinks:
             sink.close()

@@ -98,6 +98,56 @@ def check(cfg: Config) -> None:
         raise ConfigError("train.device=cuda under --ray needs GPUs: pass --gpus-per-worker 1 (ray.gpus_per_worker)")
 
 
+# --------------------------------------------------------------------------- Ray's run snapshot
+
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
+
+
+def reconcile_ray_snapshot(run: RunDir) -> list[str]:
+    """Drop checkpoints our retention pruned from Ray's run snapshot, before a new driver
+    loads it (Ray refuses a snapshot that names a missing directory).
+
+    `CheckpointStore` owns retention for every runtime (newest N plus the best, and
+    half-uploaded leftovers), so Ray runs with `num_to_keep=None`. Ray's snapshot only feeds
+    `ray.train.get_checkpoint()`; resume reads the store. If the snapshot's layout is not
+    the one we know, it is removed (Ray then starts an empty checkpoint list) rather than
+    guessed at. Returns the names that were dropped."""
+    import json
+
+    from streamguard.errors import StorageError
+
+    try:
+        snap = json.loads(run.storage.read_bytes(RAY_SNAPSHOT))
+    except StorageError:
+        return []  # first driver of this run
+    except ValueError:
+        snap = None
+    present = set(run.storage.child("checkpoints").list())
+    try:
+        results, indices = snap["checkpoint_results"], snap["checkpoint_report_indices"]
+        names = [r["checkpoint_dir_name"] for r in results]
+        keep = [i for i, n in enumerate(names) if n.split("/")[-1] in present]
+        dropped = [names[i] for i in range(len(names)) if i not in set(keep)]
+        if not dropped:
+            return []
+        snap["checkpoint_results"] = [results[i] for i in keep]
+        snap["checkpoint_report_indices"] = [indices[i] for i in keep]
+        latest = snap.get("latest_checkpoint_result")
+        if latest is not None and latest["checkpoint_dir_name"] in dropped:
+            snap["latest_checkpoint_result"] = snap["checkpoint_results"][-1] if keep else None
+        for key in ("validated_checkpoint_dir_names", "timed_out_validation_checkpoint_dir_names",
+                    "failed_validation_checkpoint_dir_names"):
+            snap[key] = [n for n in snap.get(key, []) if n not in dropped]
+        run.storage.write_bytes(RAY_SNAPSHOT, json.dumps(snap).encode())
+        log.info("Ray run snapshot: dropped %d pruned checkpoint(s)", len(dropped))
+        return dropped
+    except (KeyError, TypeError, IndexError):
+        log.warning("Ray's run snapshot %s has an unknown layout; removing it (resume reads the checkpoint "
+                    "store, not the snapshot)", RAY_SNAPSHOT)
+        run.storage.delete(RAY_SNAPSHOT)
+        return []
+
+
 # --------------------------------------------------------------------------- Ray connection
 
 
@@ -183,6 +233,7 @@ def train_on_ray(cfg: Config, *, trial: str = "") -> Outcome:
     cfg = resolved(cfg)
     run = RunDir(cfg.run.storage_path, cfg.run.name, **cfg.storage.model_dump())  # fails early on bad storage
     run.write_text("config.yaml", cfg.to_yaml())
+    reconcile_ray_snapshot(run)
     started = connect(cfg)
     storage_path, fs = storage_for_ray(cfg)
     stop = StopSignal.options(name=stop_signal_name(cfg.run.name), namespace=STOP_NAMESPACE,

@@ -1,0 +1,209 @@
+"""The chaos harness: Ray Train on a real 3-node Ray cluster (head + 2 one-CPU worker nodes)
+with checkpoints on moto's S3 server, and real processes killed underneath it.
+
+Every scenario runs the quickstart GNN (small) with 2 workers on 2 nodes through the real
+CLI (`streamguard train --ray --address ...`) and checks the final metrics. The cluster is
+shared by the tests of this module (Ray start-up is ~10-30 s on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import uuid
+
+import boto3
+import pytest
+from safetensors.torch import load as load_safetensors
+
+from tests.conftest import REPO, cli_env
+from tests.integration.helpers import run_cli, sg, wait_for
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.timeout(900)
+
+CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+# Small and deterministic; 12 steps per epoch per worker, a checkpoint every 5 steps, live
+# progress every step (so the lost-step counts are exact).
+RUN = ["data.synthetic_size=480", "model.gnn.hidden=32", "model.gnn.layers=2", "train.epochs=4",
+       "train.batch_size=16", "train.early_stopping_patience=0", "metrics.plots=false", "run.deterministic=true",
+       "checkpoint.every_n_steps=5", "checkpoint.keep_last=3", "metrics.report_interval_s=0.001",
+       "ray.num_workers=2"]
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server):
+    from tests.integration.ray_cluster import RayTestCluster
+
+    c = RayTestCluster(worker_nodes=2, env={**CREDS, "AWS_ENDPOINT_URL": s3_server})
+    yield c
+    c.shutdown()
+
+
+@pytest.fixture()
+def bucket(s3_server):
+    name = f"sg-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server, **_creds()).create_bucket(Bucket=name)
+    return name
+
+
+def _creds():
+    return {"aws_access_key_id": CREDS["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": CREDS["AWS_SECRET_ACCESS_KEY"],
+            "region_name": CREDS["AWS_DEFAULT_REGION"]}
+
+
+class Run:
+    """One run name on the shared cluster: start the CLI driver, look at its S3 state."""
+
+    def __init__(self, cluster, s3_server, bucket, name, *extra):
+        self.cluster, self.bucket, self.name = cluster, bucket, name
+        self.s3 = boto3.client("s3", endpoint_url=s3_server, **_creds())
+        self.env = cli_env(**CREDS, AWS_ENDPOINT_URL=s3_server)
+        self.args = ["train", "--ray", "--address", cluster.address, *RUN, f"run.storage_path=s3://{bucket}/runs",
+                     f"run.name={name}", *extra]
+        self.prefix = f"runs/{name}/"
+
+    def start(self) -> subprocess.Popen:
+        return subprocess.Popen(sg(*self.args), cwd=REPO, env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    def run(self, **kw) -> subprocess.CompletedProcess:
+        return run_cli(*self.args, env=self.env, timeout=600, **kw)
+
+    def committed(self) -> list[str]:
+        resp = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + "checkpoints/")
+        return sorted({o["Key"].split("/")[3] for o in resp.get("Contents", []) if o["Key"].endswith("/MANIFEST.json")})
+
+    def progress(self) -> int:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=self.prefix + "progress.json")["Body"].read()
+            return json.loads(body)["global_step"]
+        except self.s3.exceptions.NoSuchKey:
+            return 0
+
+    def json(self, rel: str) -> dict:
+        return json.loads(self.s3.get_object(Bucket=self.bucket, Key=self.prefix + rel)["Body"].read())
+
+    def final_weights(self) -> dict:
+        newest = self.committed()[-1]
+        return load_safetensors(self.s3.get_object(Bucket=self.bucket,
+                                                   Key=f"{self.prefix}checkpoints/{newest}/model.safetensors")["Body"].read())
+
+
+def _step(name: str) -> int:
+    return int(name.split("_")[1])
+
+
+def _assert_finished(run: Run, *, min_resumes: int) -> dict:
+    metrics = run.json("metrics.json")
+    assert metrics["n_samples"] > 0 and 0.0 <= metrics["f1_at_best_threshold"] <= 1.0
+    assert len(metrics["resumes"]) >= min_resumes, metrics["resumes"]
+    state = json.loads(run.s3.get_object(Bucket=run.bucket, Key=f"{run.prefix}checkpoints/{run.committed()[-1]}/"
+                                         "state.json")["Body"].read())
+    assert state["completed"] and state["epoch"] == 4
+    return metrics
+
+
+def _wait_mid_run(run: Run, proc, at_least: int = 7):
+    """Until training is past its first checkpoint and a couple of steps into the next interval."""
+    wait_for(lambda: run.committed() and run.progress() >= at_least, timeout=240, what="training under way", proc=proc)
+
+
+def test_sigkill_one_worker_resumes_from_newest_checkpoint(cluster, s3_server, bucket):
+    run = Run(cluster, s3_server, bucket, "kill-worker")
+    proc = run.start()
+    _wait_mid_run(run, proc)
+    pid, _ = sorted(cluster.train_workers().items())[-1]
+    newest, progress = run.committed()[-1], run.progress()
+    psutil_kill(pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+    metrics = _assert_finished(run, min_resumes=1)
+    first = metrics["resumes"][0]
+    assert first["from_step"] >= _step(newest)  # the newest checkpoint, not an older one
+    assert first["lost_steps"] <= 5 + (progress - _step(newest))  # at most one checkpoint interval (+ in-flight)
+
+
+def test_node_loss_with_a_replacement_node_completes(cluster, s3_server, bucket):
+    run = Run(cluster, s3_server, bucket, "kill-node")
+    proc = run.start()
+    _wait_mid_run(run, proc)
+    victim = next(iter(cluster.train_workers().values()))
+    cluster.replace_node(victim)  # SIGKILL the raylet and its workers, then add a fresh node
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+    _assert_finished(run, min_resumes=1)
+
+
+def test_sigterm_to_a_worker_checkpoints_at_the_next_step_and_resumes_exactly(cluster, s3_server, bucket):
+    reference = Run(cluster, s3_server, bucket, "reference")
+    reference.run()
+    run = Run(cluster, s3_server, bucket, "notice")
+    proc = run.start()
+    _wait_mid_run(run, proc)
+    pid = sorted(cluster.train_workers())[0]
+    psutil_kill(pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+    metrics = _assert_finished(run, min_resumes=1)
+    notice = metrics["resumes"][0]
+    assert notice["lost_steps"] <= 1, metrics["resumes"]
+    assert notice["from_step"] % 5 != 0 or "received SIGTERM" in out  # an unscheduled, just-in-time checkpoint
+    # Resume equivalence: the interrupted run ends with the weights of the uninterrupted one.
+    import torch
+
+    want, got = reference.final_weights(), run.final_weights()
+    assert want.keys() == got.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_driver_sigterm_sigkill_and_corrupt_checkpoint_resume_from_s3(cluster, s3_server, bucket):
+    run = Run(cluster, s3_server, bucket, "driver")
+    # 1. SIGTERM to the driver: workers checkpoint at the next step, the driver exits 143.
+    proc = run.start()
+    _wait_mid_run(run, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 143, out[-4000:]
+    stopped_at = _step(run.committed()[-1])
+    assert stopped_at >= run.progress() - 1
+    # 2. The same command again resumes from S3; SIGKILL its driver mid-way.
+    proc = run.start()
+    wait_for(lambda: _step(run.committed()[-1]) > stopped_at + 5, timeout=300, what="progress after resume", proc=proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    # 3. Corrupt the newest checkpoint in S3: the next driver falls back to the previous one.
+    names = run.committed()
+    newest, previous = names[-1], names[-2]
+    key = f"{run.prefix}checkpoints/{newest}/model.safetensors"
+    body = run.s3.get_object(Bucket=run.bucket, Key=key)["Body"].read()
+    run.s3.put_object(Bucket=run.bucket, Key=key, Body=body[: len(body) // 2])
+    time.sleep(2)  # let Ray reap the killed job's workers
+    done = run.run()
+    assert f"skipping checkpoint {newest}" in done.stderr
+    assert f"resuming from checkpoint {previous}" in done.stderr
+    metrics = _assert_finished(run, min_resumes=2)
+    assert metrics["resumes"][0]["from_step"] == stopped_at and metrics["resumes"][0]["lost_steps"] == 0
+
+
+def test_ray_job_submit_runs_the_entrypoint(cluster, tmp_path):
+    env = cli_env(RAY_ADDRESS=cluster.dashboard_url)
+    storage = tmp_path / "runs"
+    cmd = ["ray", "job", "submit", "--working-dir", str(REPO), "--", "python", "ray_jobs/train.py", "--preset",
+           "quickstart", "data.synthetic_size=240", "model.gnn.hidden=16", "model.gnn.layers=1", "train.epochs=1",
+           "metrics.plots=false", f"run.storage_path={storage}", "run.name=job", "ray.num_workers=2"]
+    proc = subprocess.run([str(REPO / ".venv/bin/ray") if (REPO / ".venv/bin/ray").exists() else "ray", *cmd[1:]],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "succeeded" in proc.stdout
+    metrics = json.loads((storage / "job" / "metrics.json").read_text())
+    assert metrics["n_samples"] > 0
+
+
+def psutil_kill(pid: int, sig: int) -> None:
+    import os
+
+    os.kill(pid, sig)

@@ -107,6 +107,17 @@ class Prometheus:
         self.log.close()
 
 
+def _check_rules_evaluate(prom: Prometheus) -> None:
+    """The shipped alert rules load and evaluate against the real series without errors."""
+    rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
+    assert {r["name"] for r in rules} == {r["alert"] for r in alert_rules()}
+    deadline = time.time() + 10
+    while any(r.get("lastEvaluation", "").startswith("0001") for r in rules) and time.time() < deadline:
+        time.sleep(1)  # not evaluated yet
+        rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
+    assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
+
+
 def _check_dashboard_queries(prom: Prometheus, must_have_data: set[str]) -> None:
     """Every dashboard query runs (no PromQL error, e.g. from mixing name families), and the
     named panels show data."""
@@ -153,14 +164,7 @@ def test_prometheus_scrapes_a_running_local_training(tmp_path, prometheus_dir):
         step = prom.wait_for_series(f'streamguard_global_step{{run="{run}"}} > 0', {"streamguard_global_step"}, 60,
                                     alive)
         assert float(step[0]["value"][1]) > 0
-        # the shipped rules load and evaluate against real series without errors
-        rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
-        assert {r["name"] for r in rules} == {r["alert"] for r in alert_rules()}
-        deadline = time.time() + 10
-        while any(r.get("lastEvaluation", "").startswith("0001") for r in rules) and time.time() < deadline:
-            time.sleep(1)
-            rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
-        assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
+        _check_rules_evaluate(prom)
         _check_dashboard_queries(prom, {"Global step", "Epoch", "Validation F1", "Checkpoint age", "Loss",
                                         "Throughput", "Epoch and global step", "Learning rate", "Train loss by rank",
                                         "Throughput by rank", "Global step by rank", "Restarts in range"})
@@ -269,6 +273,7 @@ def test_prometheus_scrapes_ray_workers_through_service_discovery(prometheus_dir
         while float(prom.query(age)[0]["value"][1]) <= first and time.time() < deadline:
             time.sleep(1)
         assert float(prom.query(age)[0]["value"][1]) > first
+        _check_rules_evaluate(prom)
         _check_dashboard_queries(prom, {"Global step", "Validation F1", "Checkpoint age", "Loss", "Throughput",
                                         "Train loss by rank", "Throughput by rank", "Trials running",
                                         "Best validation F1", "Best validation F1 by trial", "Validation F1 by trial",

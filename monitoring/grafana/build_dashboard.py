@@ -15,7 +15,7 @@ from pathlib import Path
 OUT = Path(__file__).with_name("streamguard-dashboard.json")
 DS = {"type": "prometheus", "uid": "${datasource}"}
 RUN = "run, track, trial"  # what identifies one training run (a Tune trial is one run)
-RANK0 = 'rank="0"'  # rank 0 writes the checkpoints
+RANK0 = 'rank="0"'  # rank 0 commits the checkpoints (and is the rank that knows their age)
 IN_SWEEP = 'trial!=""'  # series of Tune trials
 
 
@@ -108,7 +108,7 @@ def build() -> dict:
     lay.add(stat("Epoch", f"max {by_run} ({sel('epoch')})", description="Current epoch (0-based)."), 4, 4)
     lay.add(stat("Validation F1", f"max {by_run} ({sel('val_f1')})", decimals=3,
                  description="Vulnerable-class F1 at the best threshold, last evaluation."), 4, 4)
-    lay.add(stat("Checkpoint age", f"max {by_run} ({sel('checkpoint_age_seconds')})", unit="s",
+    lay.add(stat("Checkpoint age", f"max {by_run} ({sel('checkpoint_age_seconds', RANK0)})", unit="s",
                  thresholds=red_above(1800),
                  description="Seconds since the last committed checkpoint; red above the StreamGuardCheckpointStale "
                              "threshold (1800 s)."), 4, 4)
@@ -142,9 +142,9 @@ def build() -> dict:
 
     lay.row("Checkpoints and failures")
     lay.add(timeseries("Checkpoint age", [
-        target(f"max {by_run} ({sel('checkpoint_age_seconds')})", "{{run}} {{trial}}"),
-    ], unit="s", description="Seconds since the last committed checkpoint (since the process started, before its "
-                             "first). A saw-tooth is healthy; the red line is the alert threshold.",
+        target(f"max {by_run} ({sel('checkpoint_age_seconds', RANK0)})", "{{run}} {{trial}}"),
+    ], unit="s", description="Seconds since rank 0 last committed a checkpoint (since it started, before its first). "
+                             "A saw-tooth is healthy; the red line is the alert threshold.",
         thresholds={"mode": "absolute", "steps": red_above(1800)}, custom={"thresholdsStyle": {"mode": "line"}}),
         6, 8)
     lay.add(timeseries("Checkpoint duration", [

@@ -2,6 +2,7 @@
 
 A checkpoint is a directory:
     model.safetensors            weights (no pickle)
+    ema.safetensors              the EMA of the weights, when train.ema_decay > 0 (what scoring uses)
     optimizer.pt, scheduler.pt   tensors and primitives only; loaded with weights_only=True
     state.json                   epoch, global step, position in the epoch, RNG states, best metric, config hash
     config.yaml                  the resolved config of the run
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MODEL, OPTIMIZER, SCHEDULER, STATE, CONFIG, MANIFEST = (
     "model.safetensors", "optimizer.pt", "scheduler.pt", "state.json", "config.yaml", "MANIFEST.json")
+EMA = "ema.safetensors"
 _NAME = re.compile(r"^step_(\d{9})$")
 
 
@@ -65,13 +67,16 @@ def checkpoint_name(global_step: int) -> str:
 
 
 def save(directory: str | Path, *, model: torch.nn.Module, optimizer=None, scheduler=None,
-         state: TrainState, config_yaml: str, config_hash: str, metric: float | None = None,
+         state: TrainState, config_yaml: str, config_hash: str, metric: float | None = None, ema=None,
          rng_states: list[dict] | None = None) -> dict:
-    """Write a complete checkpoint into `directory`; MANIFEST.json last."""
+    """Write a complete checkpoint into `directory`; MANIFEST.json last. `ema`: a
+    `train.ema.EMA` whose average is saved beside the weights."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().to("cpu").contiguous() for k, v in _unwrap(model).state_dict().items()}
     save_file(weights, d / MODEL)
+    if ema is not None:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in ema.state_dict().items()}, d / EMA)
     if optimizer is not None:
         torch.save(optimizer.state_dict(), d / OPTIMIZER)
     if scheduler is not None:
@@ -115,8 +120,8 @@ def verify(directory: str | Path) -> dict:
 
 
 def load(directory: str | Path, *, model: torch.nn.Module, optimizer=None, scheduler=None,
-         config_hash: str | None = None, restore_rng: bool = True, rank: int = 0) -> TrainState:
-    """Verify, then restore weights (and optimizer, scheduler, RNG). Returns the TrainState."""
+         config_hash: str | None = None, restore_rng: bool = True, ema=None, rank: int = 0) -> TrainState:
+    """Verify, then restore weights (and optimizer, scheduler, EMA, RNG). Returns the TrainState."""
     d = Path(directory)
     verify(d)
     payload = json.loads((d / STATE).read_text())
@@ -127,6 +132,12 @@ def load(directory: str | Path, *, model: torch.nn.Module, optimizer=None, sched
     if missing or unexpected:
         raise CheckpointError(f"{d}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
                               "was it trained with a different model config?")
+    if ema is not None:
+        if (d / EMA).exists():
+            ema.load_state_dict(load_file(d / EMA))
+        else:  # turned on for a run that had none: start the average from the weights
+            log.warning("checkpoint %s has no EMA weights; the average starts from the restored weights", d.name)
+            ema.load_state_dict({**_unwrap(model).state_dict(), "__ema_updates__": torch.tensor(0)})
     if optimizer is not None and (d / OPTIMIZER).exists():
         optimizer.load_state_dict(torch.load(d / OPTIMIZER, map_location="cpu", weights_only=True))
     if scheduler is not None and (d / SCHEDULER).exists():
@@ -136,6 +147,23 @@ def load(directory: str | Path, *, model: torch.nn.Module, optimizer=None, sched
         _set_rng_state(per_rank[rank] if rank < len(per_rank) else payload["rng"])
     fields = TrainState.__dataclass_fields__
     return TrainState(**{k: v for k, v in payload.items() if k in fields})
+
+
+def load_for_scoring(directory: str | Path, *, model: torch.nn.Module) -> str:
+    """Verify, then load the weights to score with: the EMA average when the checkpoint has
+    one, else the raw weights. Returns which ("ema" or "model")."""
+    d = Path(directory)
+    verify(d)
+    if not (d / EMA).exists():
+        load(d, model=model, restore_rng=False)
+        return "model"
+    inner = _unwrap(model)
+    dtypes = {k: v.dtype for k, v in inner.state_dict().items()}
+    weights = {k: v.to(dtypes[k]) for k, v in load_file(d / EMA).items() if k in dtypes}
+    missing, unexpected = inner.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{d}: EMA weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return "ema"
 
 
 # ------------------------------------------------------------------ many, on storage

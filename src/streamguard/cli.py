@@ -155,6 +155,30 @@ def data_stats(directory: str = typer.Argument(..., help="A prepared dataset dir
     _print_manifest(read_manifest(open_storage(directory)))
 
 
+@data_app.command("augment")
+def data_augment(
+    directory: str = typer.Argument(..., help="A prepared dataset (local dir or s3://), from `data prepare`."),
+    out: str = typer.Option(..., "--out", "-o", help="Where to write the augmented dataset (local or s3://)."),
+    encoder: str = typer.Option(..., "--encoder", "-e", help="Transformer encoder: codebert, graphcodebert, unixcoder, "
+                                "a hub id, a local directory or an s3:// prefix (offline-first)."),
+    mode: str = typer.Option("both", "--mode", help="Features to add: cls (CLS vector per function), leaf (token "
+                             "vectors on leaf nodes) or both."),
+    leaf_dim: int = typer.Option(32, "--leaf-dim", min=1, help="Size of the projected leaf vectors."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Functions per encoder batch."),
+    max_tokens: int = typer.Option(512, "--max-tokens", min=8, help="Encoder window (capped by its position limit)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Add transformer encoder features (for model.gnn.encoder=cls|leaf) to prepared shards, once."""
+    from streamguard.data.augment import augment
+
+    manifest = augment(directory, out, encoder=encoder, mode=mode, leaf_dim=leaf_dim, batch_size=batch_size,
+                       max_tokens=max_tokens, device=device)
+    a = manifest["augment"]
+    typer.echo(f"added {', '.join(a['columns'])} from {encoder} (cls {a['cls_dim']}, leaf {a['leaf_dim']}) "
+               f"in {a['seconds']}s\ntrain with: data.source=prepared:{out} model.gnn.encoder="
+               f"{'cls' if a['cls_dim'] else 'leaf'}")
+
+
 def _print_manifest(m: dict) -> None:
     from rich.console import Console
     from rich.table import Table

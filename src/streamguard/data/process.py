@@ -26,7 +26,7 @@ from streamguard.data.parse import EDGE_NCS, FunctionGraph, error_type_id, parse
 log = logging.getLogger(__name__)
 
 TIER_TOKENS = "tokens"
-PREPROCESS_VERSION = "3"  # bump when rows change for the same input
+PREPROCESS_VERSION = "4"  # bump when rows change for the same input (4: the `weight` column)
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def process_record(record: dict, s: ProcessSettings, tokenizer=None) -> tuple[di
     g = parse_function(code, lang=lang, max_nodes=s.max_nodes, token_buckets=s.token_buckets)
     if g.tier != "full" and _error_share(g, len(code), lang) > s.unusable_error_share:
         g = token_sequence_graph(g)
-    row = {k: record.get(k) for k in ("idx", "target", "cwe", "project", "group", "lang", "source",
+    row = {k: record.get(k) for k in ("idx", "target", "cwe", "weight", "project", "group", "lang", "source",
                                       "commit_id", "date", "split", "fold")}
     row.update({
         "func": text, "tier": g.tier, "truncated_nodes": g.truncated, "truncated_source": truncated_source,

@@ -13,7 +13,8 @@ Every record is a dict with the keys in RECORD_KEYS: `idx` (unique within the so
 `target` (1 = vulnerable), `cwe` ('CWE-<n>', comma-joined when several, '' if unknown),
 `project`, `group` (the unit of splitting: duplicate texts share a group so they never
 straddle train and test), `lang` ('c' or 'cpp'), `commit_id`, `date` (ISO 'YYYY-MM-DD' or
-'') and `source` (the spec's kind).
+''), `source` (the spec's kind) and `weight` (an optional per-sample confidence weight >= 0,
+from a JSONL `weight` or `confidence` field or the hf `weight=` option; None if absent).
 
 Whole-file problems (unreadable path, corrupt gzip, missing columns) always raise DataError.
 Single malformed rows raise only with `strict=True`; otherwise they are skipped and counted
@@ -45,12 +46,12 @@ from streamguard.errors import DataError
 log = logging.getLogger(__name__)
 
 SOURCE_KINDS = ("synthetic", "devign", "juliet", "bigvul", "dir", "hf")
-RECORD_KEYS = ("idx", "func", "target", "cwe", "project", "group", "lang", "commit_id", "date", "source")
+RECORD_KEYS = ("idx", "func", "target", "cwe", "project", "group", "lang", "commit_id", "date", "source", "weight")
 C_EXTENSIONS = {".c": "c", ".h": "c", ".cpp": "cpp", ".cc": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp"}
 _OPTIONS = {
     "synthetic": set(), "devign": set(), "juliet": set(), "bigvul": set(),
     "dir": {"labels"},
-    "hf": {"split", "config", "func", "target", "cwe", "project", "idx", "lang", "commit_id", "date"},
+    "hf": {"split", "config", "func", "target", "cwe", "project", "idx", "lang", "commit_id", "date", "weight"},
 }
 _EXAMPLES = "synthetic, devign:PATH, juliet:PATH, bigvul:PATH, dir:PATH, hf:NAME"
 
@@ -110,7 +111,7 @@ def _read_synthetic(spec: str, arg: str, *, synthetic_size: int, seed: int, limi
         digest.update(f"{r['target']}\0{r['func']}\0".encode())
     # The generator's own groups (fixed twins share one) are kept; the other keys are filled in.
     out = [{**r, "cwe": normalise_cwe(r.get("cwe")), "project": r.get("project") or "synthetic",
-            "lang": "c", "commit_id": "", "date": "", "source": "synthetic"} for r in records]
+            "lang": "c", "commit_id": "", "date": "", "source": "synthetic", "weight": None} for r in records]
     return Source(out, digest.hexdigest(), spec)
 
 
@@ -242,8 +243,21 @@ def text_hash(func: str) -> str:
     return hashlib.sha1(" ".join(func.split()).encode("utf-8", errors="replace")).hexdigest()[:16]
 
 
+def parse_weight(value) -> float | None:
+    """A confidence weight: a finite number >= 0 -> float; missing -> None; else ValueError."""
+    if _is_missing(value) or value == "":
+        return None
+    try:
+        w = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"weight must be a number >= 0, got {str(value)[:20]!r}") from None
+    if not math.isfinite(w) or w < 0:
+        raise ValueError(f"weight must be a finite number >= 0, got {w!r}")
+    return w
+
+
 def make_record(*, idx, func: str, target: int, source: str, cwe=None, project=None, lang=None,
-                filename: str | None = None, commit_id=None, date=None) -> dict:
+                filename: str | None = None, commit_id=None, date=None, weight=None) -> dict:
     return {
         "idx": idx,
         "func": func,
@@ -255,6 +269,7 @@ def make_record(*, idx, func: str, target: int, source: str, cwe=None, project=N
         "commit_id": _text(commit_id),
         "date": normalise_date(date),
         "source": source,
+        "weight": parse_weight(weight),
     }
 
 
@@ -511,7 +526,12 @@ def _read_jsonl(path: str, kind: str, col: _Collector) -> str:
                 col.bad("bad_label", f"{where}: 'target' must be 0 or 1, got {str(row['target'])[:20]!r}")
                 continue
             date = next((row[k] for k in ("date", "commit_date", "publish_date") if row.get(k)), None)
-            col.add(make_record(
+            try:
+                weight = parse_weight(row.get("weight", row.get("confidence")))
+            except ValueError as exc:
+                col.bad("bad_weight", f"{where}: {exc}")
+                continue
+            col.add(make_record(weight=weight,
                 idx=_int_or_none(row.get("idx")), func=func, target=target, source=kind, cwe=row.get("cwe"),
                 project="juliet" if kind == "juliet" else row.get("project"), lang=row.get("lang"),
                 filename=row.get("file") or row.get("file_name"), commit_id=row.get("commit_id"), date=date))
@@ -789,12 +809,12 @@ def _read_hf(name: str, opts: dict[str, str], col: _Collector) -> str:
     ds = _hf_load(name, split, opts.get("config"), "split" in opts)
     spec = f"hf:{name}"
     columns = list(ds.column_names)
-    names = {k: opts.get(k, k) for k in ("func", "target", "cwe", "project", "idx", "lang", "commit_id", "date")}
+    names = {k: opts.get(k, k) for k in ("func", "target", "cwe", "project", "idx", "lang", "commit_id", "date", "weight")}
     for key in ("func", "target"):
         if names[key] not in columns:
             raise DataError(f"{spec} [{split}]: no column {names[key]!r} for {key}; columns found: "
                             f"{', '.join(repr(c) for c in columns[:40])}; name it with hf:{name}?{key}=COLUMN")
-    for key in ("cwe", "project", "idx", "lang", "commit_id", "date"):
+    for key in ("cwe", "project", "idx", "lang", "commit_id", "date", "weight"):
         if key in opts and names[key] not in columns:
             raise DataError(f"{spec} [{split}]: no column {names[key]!r} for {key}; columns found: "
                             f"{', '.join(repr(c) for c in columns[:40])}")
@@ -825,9 +845,14 @@ def _read_hf(name: str, opts: dict[str, str], col: _Collector) -> str:
                 col.bad("bad_label", f"{where}: column {names['target']!r} must be 0 or 1, got {str(get('target'))[:20]!r}")
                 continue
             idx = _int_or_none(get("idx"))
+            try:
+                weight = parse_weight(get("weight") if "weight" in opts else None)
+            except ValueError as exc:
+                col.bad("bad_weight", f"{where}: {exc}")
+                continue
             rec = make_record(idx=rowno - 1 if idx is None else idx, func=func, target=target, source="hf",
                               cwe=get("cwe"), project=get("project"), lang=get("lang"), commit_id=get("commit_id"),
-                              date=get("date"))
+                              date=get("date"), weight=weight)
             col.add(rec)
             digest.update(f"{rec['idx']}\0{target}\0{rec['cwe']}\0{rec['project']}\0".encode())
             digest.update(func.encode("utf-8", errors="surrogatepass") + b"\0")

@@ -66,7 +66,7 @@ from streamguard.errors import DataError
 __all__ = [
     "BUILTIN_TOKENIZER", "RISKY_APIS", "FORMAT_APIS", "SPLIT_PATTERN", "TokenizerHandle", "load_tokenizer",
     "validate_tokenizer", "encode_batch", "risky_spans", "choose_window", "tokenize_function",
-    "char_to_byte_offsets",
+    "char_to_byte_offsets", "tokenizer_fingerprint",
 ]
 
 BUILTIN_TOKENIZER = "builtin:c-bpe"
@@ -383,6 +383,12 @@ def validate_tokenizer(obj: Any, name: str):
         if backend is None or not hasattr(backend, "encode"):
             raise DataError(f'tokenizer "{name}" ({type(obj).__name__}) has no Rust backend: a fast (Rust) '
                             f"tokenizer with offsets is required; {advice}")
+    # Saved tokenizers may carry padding/truncation (e.g. sentence-transformers pads to 128):
+    # windows are chosen and padded by us, so both are switched off before probing.
+    if getattr(backend, "truncation", None) is not None:
+        backend.no_truncation()
+    if getattr(backend, "padding", None) is not None:
+        backend.no_padding()
     try:
         enc = backend.encode(_PROBE, add_special_tokens=False)
         ids, offsets = list(enc.ids), list(enc.offsets)
@@ -500,6 +506,16 @@ def load_tokenizer(name: str) -> TokenizerHandle:
     if not isinstance(name, str) or not name.strip():
         raise DataError(f"tokenizer name must be a non-empty string, got {name!r}: use {BUILTIN_TOKENIZER}")
     name = name.strip()
+    if name.startswith(("s3://", "pkg:")) or name in _aliases():
+        from streamguard.errors import StreamGuardError
+        from streamguard.pretrained import resolve
+
+        try:
+            target = resolve(name)  # an alias -> its hub id; s3:// -> a verified local copy
+        except StreamGuardError as exc:
+            raise DataError(f'tokenizer "{name}": {exc}') from None
+        return _make_handle(_load_transformers(name if Path(target).is_dir() else target, target,
+                                               local=Path(target).is_dir()), name)
     if name.startswith("builtin:"):
         if name != BUILTIN_TOKENIZER:
             raise DataError(f'unknown builtin tokenizer "{name}": the builtin one is {BUILTIN_TOKENIZER}')
@@ -531,6 +547,23 @@ def load_tokenizer(name: str) -> TokenizerHandle:
         raise DataError(f'tokenizer path "{name}" does not exist: pass an existing tokenizer.json file or '
                         f"directory, or use {BUILTIN_TOKENIZER}")
     return _make_handle(_load_transformers(name, name, local=False), name)
+
+
+def _aliases() -> dict[str, str]:
+    from streamguard.pretrained import BACKBONE_ALIASES
+
+    return BACKBONE_ALIASES
+
+
+def tokenizer_fingerprint(tok: TokenizerHandle) -> str:
+    """sha256 of the tokenizer's full serialised state (vocabulary, merges, pre-tokenizer,
+    special tokens): equal fingerprints make identical token ids, whatever the name."""
+    import hashlib
+
+    state = json.loads(tok.backend.to_str())
+    for key in ("truncation", "padding"):  # runtime settings, not the tokenizer itself
+        state.pop(key, None)
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
 def encode_batch(tok: TokenizerHandle, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:

@@ -12,11 +12,12 @@ import yaml
 from streamguard import checkpoint
 from streamguard.config import Config
 from streamguard.data.dataset import load_spec, load_splits
-from streamguard.errors import CheckpointError, StorageError
+from streamguard.errors import CheckpointError, ConfigError, StorageError
 from streamguard.evaluation.report import write_report
 from streamguard.registry import get_track
 from streamguard.rundir import RunDir
 from streamguard.runtime import pick_device
+from streamguard.tracks.common import build
 from streamguard.train.step import predict
 
 log = logging.getLogger(__name__)
@@ -37,17 +38,31 @@ def evaluate_run(run_dir: str, *, data: str | None = None, output: str | None = 
                            "pass the directory `streamguard train` printed") from None
     d = cfg.data
     track = get_track(cfg.model.track)
-    if data:
-        graphs, info = load_spec(data, d, seed=cfg.run.seed)
+    try:  # the CWE head was trained on the run's own label list
+        cwe_labels = json.loads(run.storage.read_bytes("run_info.json"))["data"].get("cwe_labels")
+    except (StorageError, ValueError, KeyError):
+        cwe_labels = None
+    if track.load_data is not None:  # derived features (fusion): from the run's own base runs
+        if data:
+            raise ConfigError(f"`evaluate --data` is not available for the {track.name} track: its features come "
+                              "from the base runs' fold predictions; evaluate the base runs instead")
+        from streamguard.runtime import LocalRuntime
+
+        splits = track.load_data(cfg, LocalRuntime(run.checkpoints(keep_last=1, keep_best=False), device="cpu"))
+        graphs, info, split = splits.test, splits.info, "test"
+    elif data:
+        graphs, info = load_spec(data, d, seed=cfg.run.seed, cwe_labels=cwe_labels)
         split = re.sub(r"[^A-Za-z0-9._-]+", "_", data.split("/")[-1])
     else:
         splits = load_splits(d, seed=cfg.run.seed, storage_options=cfg.storage.model_dump())
         graphs, info, split = splits.test, splits.info, "test"
-    model = track.build_model(getattr(cfg.model, track.config_field), info)
+    if cwe_labels is not None and track.load_data is None:
+        info.cwe_labels = cwe_labels
+    model = build(track, cfg.model, info)
     best = run.checkpoints(keep_last=cfg.checkpoint.keep_last, keep_best=cfg.checkpoint.keep_best).best_valid()
     if best is None:
         raise CheckpointError(f"{run_dir}: no valid checkpoint to evaluate")
-    checkpoint.load(best, model=model, restore_rng=False)
+    checkpoint.load_for_scoring(best, model=model)
     device = pick_device("auto")
     model.to(device)
 

@@ -350,3 +350,24 @@ def write_metrics_json(path: str | os.PathLike, metrics: dict) -> None:
     from streamguard.storage import atomic_write
 
     atomic_write(path, to_json(metrics).encode("utf-8"))
+
+def compute_cwe_metrics(probs: Any, targets: Any, labels: list[str], *, threshold: float = 0.5) -> dict:
+    """The CWE head's multi-label scores (an extra section beside the binary schema):
+    micro/macro F1 at `threshold`, and per CWE the support, F1 and average precision."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(targets, dtype=np.float64) > 0.5
+    pred = p >= threshold
+    tp = (pred & y).sum(0).astype(np.float64)
+    fp = (pred & ~y).sum(0).astype(np.float64)
+    fn = (~pred & y).sum(0).astype(np.float64)
+    f1 = _safe_div(2 * tp, 2 * tp + fp + fn)
+    support = y.sum(0)
+    present = support > 0
+    per_label = {}
+    for j, name in enumerate(labels):
+        _, ap = _ranking_metrics(y[:, j].astype(np.int64), p[:, j]) if present[j] else (None, None)
+        per_label[name] = {"support": int(support[j]), "f1": float(f1[j]), "average_precision": ap}
+    micro = float(_safe_div(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()))
+    return {"labels": list(labels), "threshold": threshold, "micro_f1": micro,
+            "macro_f1": float(f1[present].mean()) if present.any() else None,
+            "exact_match": float((pred == y).all(1).mean()) if len(y) else None, "per_label": per_label}

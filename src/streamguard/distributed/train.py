@@ -201,10 +201,8 @@ def worker_main(payload: dict) -> dict:
 
 
 def _sinks(labels: dict) -> list:
-    try:  # TEMP until distributed/metrics.py lands
-        from streamguard.distributed.metrics import RayMetricsSink
-    except ImportError:
-        return []
+    from streamguard.distributed.metrics import RayMetricsSink
+
     return [RayMetricsSink(labels)]
 
 

@@ -43,6 +43,13 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
 fi
 echo "==> installing streamguard[$EXTRAS]"
 "${PIP[@]}" install -q -e ".[$EXTRAS]"
+# checkov (tests/k8s scans the rendered chart) pins boto3, networkx and packaging far below
+# this environment's, so it gets a venv of its own instead of the dev extra.
+if [[ ",$EXTRAS," == *",dev,"* ]] && [ ! -x .venv/tools/checkov/bin/checkov ]; then
+  echo "==> installing checkov into .venv/tools/checkov"
+  "$PYTHON" -m venv .venv/tools/checkov
+  .venv/tools/checkov/bin/python -m pip install -q --disable-pip-version-check "checkov>=3.2,<4"
+fi
 .venv/bin/python - <<'PY'
 import torch, streamguard
 print(f"streamguard {streamguard.__version__}, torch {torch.__version__} "

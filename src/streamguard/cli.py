@@ -253,6 +253,56 @@ def presets(keys: bool = typer.Option(False, "--keys", help="Also list every con
             typer.echo(f"{key:34s} {default:12s} {doc}")
 
 
+@app.command()
+def submit(
+    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+    preset: str = typer.Option(..., "--preset", "-p", help="Preset to train (`streamguard presets` lists them)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML file merged over the preset (as for train)."),
+    values: list[Path] | None = typer.Option(
+        None, "--values", "-f", help="Helm chart values file(s) for the job's cluster: image, worker groups, spot "
+        "settings, storage (helm/streamguard/values.yaml and examples/). Repeatable; later files win."),
+    namespace: str | None = typer.Option(None, "--namespace", "-n",
+                                            help="Namespace (default: the kubeconfig context's, else `default`)."),
+    release: str = typer.Option("streamguard", "--release", help="Helm release installed in the namespace: the job "
+                                "uses its ServiceAccount and carries its labels (so its PodMonitor scrapes the job)."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Follow the job's status and stream its logs until it ends."),
+    replace: bool = typer.Option(False, "--replace", help="Delete an existing job of the same run first (the run "
+                                 "resumes from its newest checkpoint)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the ConfigMap and RayJob YAML; contact no cluster."),
+    kubeconfig: Path | None = typer.Option(None, "--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."),
+    context: str | None = typer.Option(None, "--context", help="Kubeconfig context (default: the current one)."),
+) -> None:
+    """Train a preset on Kubernetes: create a KubeRay RayJob, with a cluster of its own, and its run config.
+
+    Runs ray_jobs/train.py with the config resolved here, on a cluster built from the chart's values.
+
+    Needs the KubeRay operator in the cluster; see docs/kubernetes.md.
+    """
+    from streamguard.deploy import rayjob as rj
+
+    vals = rj.load_values(values or [])
+    cfg = rj.resolve_config(preset, vals, overrides or [], config_file=config)
+    job, cm = rj.build(cfg, preset, vals, namespace=namespace or "default", release=release)
+    if dry_run:
+        typer.echo(rj.to_yaml(cm, job), nl=False)
+        return
+    from streamguard.deploy import submit as sub
+
+    cluster = sub.connect(namespace, kubeconfig, context)
+    name = job["metadata"]["name"]
+    sub.create(cluster, job, cm, replace=replace, run_name=cfg.run.name,
+               service_account=rj.service_account_name(release, vals))
+    typer.echo(f"created RayJob {name} in namespace {cluster.namespace} (run {cfg.run.name!r}, preset {preset}, "
+               f"storage {cfg.run.storage_path})")
+    if not watch:
+        typer.echo(f"  follow it: kubectl -n {cluster.namespace} get rayjob {name} -w   (or add --watch)")
+        return
+    ok = sub.watch(cluster, name, echo=typer.echo)
+    typer.echo(f"RayJob {name} {'succeeded' if ok else 'failed'}")
+    if not ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     _setup_logging()
     try:

@@ -48,7 +48,23 @@ def load_values(files: list[str | Path] = ()) -> dict[str, Any]:
         if not isinstance(extra, dict):
             raise ConfigError(f"values file {str(file)!r} must be a mapping, like helm/streamguard/values.yaml")
         values = _helm_merge(values, extra)
+    validate_values(values)
     return values
+
+
+def validate_values(values: dict[str, Any]) -> None:
+    """The chart's values.schema.json, as `helm install` applies it."""
+    import json
+
+    import jsonschema
+
+    from streamguard.deploy.chart_values import VALUES_SCHEMA_JSON
+
+    validator = jsonschema.Draft7Validator(json.loads(VALUES_SCHEMA_JSON))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(values))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "values"
+        raise ConfigError(f"bad chart value {where}: {error.message} (see helm/streamguard/values.yaml)")
 
 
 def _helm_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

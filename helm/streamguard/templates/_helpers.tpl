@@ -39,6 +39,11 @@ both and compares them.
 {{- printf "%s-%s" $base .suffix | include "streamguard.dns1035" }}
 {{- end }}
 
+{{/* dict "root" $ "suffix" "autoscaler": `<fullname>-<suffix>` within 63 characters. */}}
+{{- define "streamguard.suffixedName" -}}
+{{- printf "%s-%s" (include "streamguard.fullname" .root | trunc (int (sub 62 (len .suffix))) | trimSuffix "-") .suffix }}
+{{- end }}
+
 {{- define "streamguard.configMapName" -}}
 {{- printf "%s-config" (include "streamguard.fullname" . | trunc 56 | trimSuffix "-") }}
 {{- end }}
@@ -380,7 +385,7 @@ spec:
   activeDeadlineSeconds: {{ $spec.activeDeadlineSeconds | int64 }}
   {{- end }}
   {{- with $spec.runtimeEnv }}
-  runtimeEnvYAML: {{ toYaml . | quote }}
+  runtimeEnvYAML: {{ toJson . | quote }}
   {{- end }}
   {{- if $spec.useCluster }}
   clusterSelector:

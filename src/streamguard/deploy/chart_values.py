@@ -105,8 +105,9 @@ metrics:
   # adds the container port `sg-metrics` and a PodMonitor endpoint). Null: Ray's exporter only.
   appPort: null
   podMonitor:
-    # -- Create a PodMonitor (Prometheus Operator) selecting Ray pods by the `ray.io/node-type` label.
-    enabled: true
+    # -- Create a PodMonitor selecting Ray pods by the `ray.io/node-type` label. Needs the Prometheus
+    # Operator's CRDs (kube-prometheus-stack installs them).
+    enabled: false
     # -- Extra PodMonitor labels, e.g. `release: kube-prometheus-stack` to match your Prometheus' selector.
     labels: {}
     # -- Scrape interval.

@@ -9,6 +9,7 @@ out: no kubernetes client, no ray.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -273,7 +274,8 @@ def rayjob_spec(release: str, values: dict[str, Any], job: dict[str, Any], entry
     if job.get("activeDeadlineSeconds") is not None:
         spec["activeDeadlineSeconds"] = int(job["activeDeadlineSeconds"])
     if job.get("runtimeEnv"):
-        spec["runtimeEnvYAML"] = yaml.safe_dump(job["runtimeEnv"])
+        # JSON is YAML; Helm's toJson sorts keys and has no spaces, as below.
+        spec["runtimeEnvYAML"] = json.dumps(job["runtimeEnv"], sort_keys=True, separators=(",", ":"))
     if job.get("useCluster"):
         if not cluster_name:
             raise ConfigError("job.useCluster needs a running RayCluster: `streamguard submit` creates its own cluster")

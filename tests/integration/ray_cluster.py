@@ -42,7 +42,7 @@ class RayTestCluster:
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        self.env = dict(env or {})
+        self.env = env
 
     @property
     def address(self) -> str:
@@ -56,17 +56,27 @@ class RayTestCluster:
         node = self.cluster.add_node(num_cpus=1)
         return node
 
-    def replace_node(self, node, *, graceful: bool = False):
-        """Kill a worker node (SIGKILL to its raylet and workers) and start a fresh one."""
-        self.cluster.remove_node(node, allow_graceful=graceful)
-        self.workers.remove(node)
+    def add_spare_node(self):
         saved = dict(os.environ)
         os.environ.update(self.env)
         try:
-            self.workers.append(self.add_node())
+            node = self.add_node()
         finally:
             os.environ.clear()
             os.environ.update(saved)
+        self.workers.append(node)
+        self.cluster.wait_for_nodes()
+        return node
+
+    def retire_node(self, node, *, graceful: bool = False) -> None:
+        """Kill a worker node: SIGKILL to its raylet and workers (a lost spot VM)."""
+        self.cluster.remove_node(node, allow_graceful=graceful)
+        self.workers.remove(node)
+
+    def replace_node(self, node, *, graceful: bool = False):
+        """Kill a worker node and start a fresh one in its place."""
+        self.retire_node(node, graceful=graceful)
+        return self.add_spare_node()
 
     @staticmethod
     def _raylet_pid(node) -> int:

@@ -35,9 +35,9 @@ RUN = ["data.synthetic_size=480", "model.gnn.hidden=32", "model.gnn.layers=2", "
 
 @pytest.fixture(scope="module")
 def cluster(s3_server):
-    from tests.integration.ray_cluster import RayTestCluster
+    from streamguard.distributed.local_cluster import LocalCluster
 
-    c = RayTestCluster(worker_nodes=2, env={**CREDS, "AWS_ENDPOINT_URL": s3_server})
+    c = LocalCluster(worker_nodes=2, env={**CREDS, "AWS_ENDPOINT_URL": s3_server})
     yield c
     c.shutdown()
 

@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -45,6 +46,7 @@ class Outcome:
     status: str          # "completed" or "stopped" (driver SIGTERM; the same command resumes)
     metrics: dict | None  # rank 0's metrics.json content when completed
     run: RunDir
+    worker: dict | None = None  # rank 0's return value: train_s (the loop's wall time), torch_threads
 
 
 # --------------------------------------------------------------------------- settings
@@ -187,6 +189,7 @@ def worker_main(payload: dict) -> dict:
     labels = {"run": cfg.run.name, "track": cfg.model.track, "trial": payload.get("trial", ""),
               "rank": str(ctx.get_world_rank())}
     rt = RayRuntime(cfg, trial=labels["trial"], sinks=_sinks(labels))
+    started = time.perf_counter()
     try:
         metrics = train(cfg, rt, rt.run)
     except Preempted as exc:
@@ -197,7 +200,8 @@ def worker_main(payload: dict) -> dict:
         raise
     finally:
         rt.close()
-    return {"status": "completed", "metrics": _jsonable(metrics) if metrics is not None else None}
+    return {"status": "completed", "metrics": _jsonable(metrics) if metrics is not None else None,
+            "train_s": time.perf_counter() - started, "torch_threads": __import__("torch").get_num_threads()}
 
 
 def _sinks(labels: dict) -> list:
@@ -273,7 +277,7 @@ def train_on_ray(cfg: Config, *, trial: str = "") -> Outcome:
     if value.get("status") == "stopped":
         log.warning("%s; run the same command again to resume", value.get("message", "stopped"))
         return Outcome("stopped", None, run)
-    return Outcome("completed", value.get("metrics"), run)
+    return Outcome("completed", value.get("metrics"), run, value)
 
 
 def _forward_sigterm(stop):

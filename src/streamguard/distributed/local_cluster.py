@@ -1,4 +1,4 @@
-"""A real multi-node Ray cluster on 127.0.0.1 for the chaos tests.
+"""A real multi-node Ray cluster on one machine: the chaos tests and the recovery benchmark.
 
 `ray.cluster_utils.Cluster` starts a head (GCS, dashboard, no CPUs, so no training runs on
 it) and worker nodes, each a separate raylet process with its own ports and one CPU: two
@@ -17,8 +17,9 @@ from pathlib import Path
 import psutil
 
 
-class RayTestCluster:
-    def __init__(self, *, worker_nodes: int = 2, env: dict[str, str] | None = None):
+class LocalCluster:
+    def __init__(self, *, worker_nodes: int = 2, env: dict[str, str] | None = None, health_check_period_ms: int = 1000,
+                 health_check_failure_threshold: int = 3):
         from ray.cluster_utils import Cluster
 
         # Ray writes the "current cluster" address under /tmp/ray even with a private temp dir.
@@ -34,8 +35,9 @@ class RayTestCluster:
             started = time.time()
             self.cluster = Cluster(initialize_head=True, head_node_args={
                 "num_cpus": 0, "temp_dir": self.temp_dir, "include_dashboard": True,
-                # fast node-death detection: ~1 s x 3 misses (docs/operations.md)
-                "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
+                # fast node-death detection: period x misses (docs/operations.md)
+                "_system_config": {"health_check_period_ms": health_check_period_ms,
+                                   "health_check_failure_threshold": health_check_failure_threshold}})
             self.workers = [self.add_node() for _ in range(worker_nodes)]
             self.cluster.wait_for_nodes()
             self.start_s = time.time() - started
@@ -69,7 +71,14 @@ class RayTestCluster:
         return node
 
     def retire_node(self, node, *, graceful: bool = False) -> None:
-        """Kill a worker node: SIGKILL to its raylet and workers (a lost spot VM)."""
+        """Kill a worker node as a lost VM dies: SIGKILL to every process of the node at
+        once (workers first, so none outlives its raylet and reacts), then its raylet."""
+        if not graceful:
+            try:
+                for proc in psutil.Process(self._raylet_pid(node)).children(recursive=True):
+                    proc.kill()
+            except psutil.NoSuchProcess:
+                pass
         self.cluster.remove_node(node, allow_graceful=graceful)
         self.workers.remove(node)
 

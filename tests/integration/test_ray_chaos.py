@@ -235,3 +235,15 @@ def psutil_kill(pid: int, sig: int) -> None:
     import os
 
     os.kill(pid, sig)
+
+
+def test_ray_cli_errors_are_one_line_and_fast():
+    from tests.conftest import free_port
+
+    proc = run_cli("train", "--ray", "--address", f"127.0.0.1:{free_port()}", check=False, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: cannot reach the Ray cluster at '127.0.0.1:")
+    proc = run_cli("train", "--num-workers", "2", check=False, timeout=60)
+    assert proc.returncode == 2 and "need --ray" in proc.stderr
+    proc = run_cli("train", "--no-such-option", check=False, timeout=60)
+    assert proc.returncode == 2 and "No such option: --no-such-option" in proc.stderr and "Traceback" not in proc.stderr

@@ -161,6 +161,7 @@ def connect(cfg: Config) -> bool:
     env = {"env_vars": train_env(cfg.ray)}
     if address:
         log.info("joining the Ray cluster at %s", address)
+        _check_reachable(address)
         try:
             ray.init(address=address, runtime_env=env, log_to_driver=True)
         except ConnectionError as exc:
@@ -171,6 +172,21 @@ def connect(cfg: Config) -> bool:
     ray.init(address="local", runtime_env=env, _temp_dir=tempfile.mkdtemp(prefix="sgray", dir="/tmp"),
              _system_config=system_config(cfg.ray), include_dashboard=False)
     return True
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds on a wrong HOST:PORT; `ray.init` itself retries for minutes."""
+    import socket
+
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({exc}). Check the head's GCS address "
+                          "(`ray status` on the head; port 6379 by default), use --address auto inside a cluster, "
+                          "or drop --address to start a local Ray") from None
 
 
 # --------------------------------------------------------------------------- the worker

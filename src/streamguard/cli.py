@@ -57,7 +57,7 @@ def train(
     extra += [f"ray.{k}={v}" for k, v in (("address", address), ("num_workers", num_workers),
                                           ("gpus_per_worker", gpus_per_worker)) if v is not None]
     if not ray and (address or num_workers or gpus_per_worker is not None):
-        raise typer.BadParameter("--address, --num-workers and --gpus-per-worker need --ray")
+        raise ConfigError("--address, --num-workers and --gpus-per-worker need --ray")
     cfg = cfgmod.load(preset, [*(overrides or []), *extra], config_file=config)
     if ray:
         try:
@@ -315,9 +315,9 @@ def main() -> None:
         typer.echo("aborted", err=True)
         sys.exit(130)
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
+        # Typer >= 0.2x vendors its own click (typer._click), so match click's interface
+        # rather than the class of whichever click is installed.
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         raise

@@ -35,9 +35,9 @@ RUN = ["data.synthetic_size=480", "model.gnn.hidden=32", "model.gnn.layers=2", "
 
 @pytest.fixture(scope="module")
 def cluster(s3_server):
-    from tests.integration.ray_cluster import RayTestCluster
+    from streamguard.distributed.local_cluster import LocalCluster
 
-    c = RayTestCluster(worker_nodes=2, env={**CREDS, "AWS_ENDPOINT_URL": s3_server})
+    c = LocalCluster(worker_nodes=2, env={**CREDS, "AWS_ENDPOINT_URL": s3_server})
     yield c
     c.shutdown()
 
@@ -160,6 +160,34 @@ def test_sigterm_to_a_worker_checkpoints_at_the_next_step_and_resumes_exactly(cl
         torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
+def test_node_drain_notice_checkpoints_just_in_time(cluster, s3_server, bucket):
+    """`ray drain-node --reason PREEMPTION` is the spot notice Ray itself sees (KubeRay's
+    preStop hook sends it): the loop checkpoints at the next step and the group restarts on
+    the remaining nodes, losing no step. The drained node is then killed, as the cloud would."""
+    run = Run(cluster, s3_server, bucket, "drain")
+    proc = run.start()
+    _wait_mid_run(run, proc)
+    victim = next(iter(cluster.train_workers().values()))
+    spare = cluster.add_spare_node()
+    drain = subprocess.run([_ray_cli(), "drain-node", "--address", cluster.address, "--node-id", victim.node_id,
+                            "--reason", "DRAIN_NODE_REASON_PREEMPTION", "--reason-message", "spot reclaim (test)",
+                            "--deadline-remaining-seconds", "60"], capture_output=True, text=True, timeout=60,
+                           env=cli_env())
+    assert drain.returncode == 0, drain.stdout + drain.stderr
+    wait_for(lambda: victim.node_id not in {n.node_id for n in cluster.train_workers().values()}
+             and cluster.train_workers(), timeout=240, what="workers moved off the drained node", proc=proc)
+    cluster.retire_node(victim)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+    metrics = _assert_finished(run, min_resumes=1)
+    assert metrics["resumes"][0]["lost_steps"] == 0, metrics["resumes"]
+    assert spare in cluster.workers
+
+
+def _ray_cli() -> str:
+    return str(REPO / ".venv/bin/ray") if (REPO / ".venv/bin/ray").exists() else "ray"
+
+
 def test_driver_sigterm_sigkill_and_corrupt_checkpoint_resume_from_s3(cluster, s3_server, bucket):
     run = Run(cluster, s3_server, bucket, "driver")
     # 1. SIGTERM to the driver: workers checkpoint at the next step, the driver exits 143.
@@ -195,7 +223,7 @@ def test_ray_job_submit_runs_the_entrypoint(cluster, tmp_path):
     cmd = ["ray", "job", "submit", "--working-dir", str(REPO), "--", "python", "ray_jobs/train.py", "--preset",
            "quickstart", "data.synthetic_size=240", "model.gnn.hidden=16", "model.gnn.layers=1", "train.epochs=1",
            "metrics.plots=false", f"run.storage_path={storage}", "run.name=job", "ray.num_workers=2"]
-    proc = subprocess.run([str(REPO / ".venv/bin/ray") if (REPO / ".venv/bin/ray").exists() else "ray", *cmd[1:]],
+    proc = subprocess.run([_ray_cli(), *cmd[1:]],
                           capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "succeeded" in proc.stdout
@@ -207,3 +235,15 @@ def psutil_kill(pid: int, sig: int) -> None:
     import os
 
     os.kill(pid, sig)
+
+
+def test_ray_cli_errors_are_one_line_and_fast():
+    from tests.conftest import free_port
+
+    proc = run_cli("train", "--ray", "--address", f"127.0.0.1:{free_port()}", check=False, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: cannot reach the Ray cluster at '127.0.0.1:")
+    proc = run_cli("train", "--num-workers", "2", check=False, timeout=60)
+    assert proc.returncode == 2 and "need --ray" in proc.stderr
+    proc = run_cli("train", "--no-such-option", check=False, timeout=60)
+    assert proc.returncode == 2 and "No such option: --no-such-option" in proc.stderr and "Traceback" not in proc.stderr

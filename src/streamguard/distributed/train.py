@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -45,6 +46,7 @@ class Outcome:
     status: str          # "completed" or "stopped" (driver SIGTERM; the same command resumes)
     metrics: dict | None  # rank 0's metrics.json content when completed
     run: RunDir
+    worker: dict | None = None  # rank 0's return value: train_s (the loop's wall time), torch_threads
 
 
 # --------------------------------------------------------------------------- settings
@@ -159,6 +161,7 @@ def connect(cfg: Config) -> bool:
     env = {"env_vars": train_env(cfg.ray)}
     if address:
         log.info("joining the Ray cluster at %s", address)
+        _check_reachable(address)
         try:
             ray.init(address=address, runtime_env=env, log_to_driver=True)
         except ConnectionError as exc:
@@ -169,6 +172,21 @@ def connect(cfg: Config) -> bool:
     ray.init(address="local", runtime_env=env, _temp_dir=tempfile.mkdtemp(prefix="sgray", dir="/tmp"),
              _system_config=system_config(cfg.ray), include_dashboard=False)
     return True
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds on a wrong HOST:PORT; `ray.init` itself retries for minutes."""
+    import socket
+
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({exc}). Check the head's GCS address "
+                          "(`ray status` on the head; port 6379 by default), use --address auto inside a cluster, "
+                          "or drop --address to start a local Ray") from None
 
 
 # --------------------------------------------------------------------------- the worker
@@ -187,6 +205,7 @@ def worker_main(payload: dict) -> dict:
     labels = {"run": cfg.run.name, "track": cfg.model.track, "trial": payload.get("trial", ""),
               "rank": str(ctx.get_world_rank())}
     rt = RayRuntime(cfg, trial=labels["trial"], sinks=_sinks(labels))
+    started = time.perf_counter()
     try:
         metrics = train(cfg, rt, rt.run)
     except Preempted as exc:
@@ -197,7 +216,8 @@ def worker_main(payload: dict) -> dict:
         raise
     finally:
         rt.close()
-    return {"status": "completed", "metrics": _jsonable(metrics) if metrics is not None else None}
+    return {"status": "completed", "metrics": _jsonable(metrics) if metrics is not None else None,
+            "train_s": time.perf_counter() - started, "torch_threads": __import__("torch").get_num_threads()}
 
 
 def _sinks(labels: dict) -> list:
@@ -273,7 +293,7 @@ def train_on_ray(cfg: Config, *, trial: str = "") -> Outcome:
     if value.get("status") == "stopped":
         log.warning("%s; run the same command again to resume", value.get("message", "stopped"))
         return Outcome("stopped", None, run)
-    return Outcome("completed", value.get("metrics"), run)
+    return Outcome("completed", value.get("metrics"), run, value)
 
 
 def _forward_sigterm(stop):

@@ -1,4 +1,4 @@
-"""A real multi-node Ray cluster on 127.0.0.1 for the chaos tests.
+"""A real multi-node Ray cluster on one machine: the chaos tests and the recovery benchmark.
 
 `ray.cluster_utils.Cluster` starts a head (GCS, dashboard, no CPUs, so no training runs on
 it) and worker nodes, each a separate raylet process with its own ports and one CPU: two
@@ -17,8 +17,9 @@ from pathlib import Path
 import psutil
 
 
-class RayTestCluster:
-    def __init__(self, *, worker_nodes: int = 2, env: dict[str, str] | None = None):
+class LocalCluster:
+    def __init__(self, *, worker_nodes: int = 2, env: dict[str, str] | None = None, health_check_period_ms: int = 1000,
+                 health_check_failure_threshold: int = 3):
         from ray.cluster_utils import Cluster
 
         # Ray writes the "current cluster" address under /tmp/ray even with a private temp dir.
@@ -34,15 +35,16 @@ class RayTestCluster:
             started = time.time()
             self.cluster = Cluster(initialize_head=True, head_node_args={
                 "num_cpus": 0, "temp_dir": self.temp_dir, "include_dashboard": True,
-                # fast node-death detection: ~1 s x 3 misses (docs/operations.md)
-                "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
+                # fast node-death detection: period x misses (docs/operations.md)
+                "_system_config": {"health_check_period_ms": health_check_period_ms,
+                                   "health_check_failure_threshold": health_check_failure_threshold}})
             self.workers = [self.add_node() for _ in range(worker_nodes)]
             self.cluster.wait_for_nodes()
             self.start_s = time.time() - started
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        self.env = dict(env or {})
+        self.env = env
 
     @property
     def address(self) -> str:
@@ -56,17 +58,34 @@ class RayTestCluster:
         node = self.cluster.add_node(num_cpus=1)
         return node
 
-    def replace_node(self, node, *, graceful: bool = False):
-        """Kill a worker node (SIGKILL to its raylet and workers) and start a fresh one."""
-        self.cluster.remove_node(node, allow_graceful=graceful)
-        self.workers.remove(node)
+    def add_spare_node(self):
         saved = dict(os.environ)
         os.environ.update(self.env)
         try:
-            self.workers.append(self.add_node())
+            node = self.add_node()
         finally:
             os.environ.clear()
             os.environ.update(saved)
+        self.workers.append(node)
+        self.cluster.wait_for_nodes()
+        return node
+
+    def retire_node(self, node, *, graceful: bool = False) -> None:
+        """Kill a worker node as a lost VM dies: SIGKILL to every process of the node at
+        once (workers first, so none outlives its raylet and reacts), then its raylet."""
+        if not graceful:
+            try:
+                for proc in psutil.Process(self._raylet_pid(node)).children(recursive=True):
+                    proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.cluster.remove_node(node, allow_graceful=graceful)
+        self.workers.remove(node)
+
+    def replace_node(self, node, *, graceful: bool = False):
+        """Kill a worker node and start a fresh one in its place."""
+        self.retire_node(node, graceful=graceful)
+        return self.add_spare_node()
 
     @staticmethod
     def _raylet_pid(node) -> int:

@@ -84,7 +84,7 @@ def test_ray_version_equals_the_pinned_and_installed_ray():
     ray_pin = next(d for d in pyproject["project"]["optional-dependencies"]["ray"] if d.startswith("ray["))
     lower, upper = re.search(r">=([\d.]+),<([\d.]+)", ray_pin).groups()
     chart_ray = yaml.safe_load((kube.CHART / "values.yaml").read_text())["rayVersion"]
-    as_tuple = lambda v: tuple(int(x) for x in v.split("."))  # noqa: E731
+    as_tuple = lambda v: tuple(int(x) for x in v.split("."))
     assert as_tuple(lower) <= as_tuple(chart_ray) < as_tuple(upper), (chart_ray, ray_pin)
     try:
         assert importlib.metadata.version("ray") == chart_ray
@@ -110,7 +110,7 @@ def _clusters(objects):
 
 
 def test_gpu_workers_tolerate_spot_gpu_nodes_and_the_head_has_no_gpu(rendered):
-    name, objects, _ = rendered
+    _, objects, _ = rendered
     for cluster in _clusters(objects):
         head = cluster["headGroupSpec"]
         assert head["rayStartParams"]["num-cpus"] == "0"  # no training task lands on the head

@@ -386,26 +386,46 @@ def compare(
 @app.command()
 def export(
     run_dir: str = typer.Argument(..., help="A finished run directory (local or s3://)."),
-    out: str = typer.Option(..., "--out", "-o", help="Bundle directory to create (local)."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Bundle directory to create (local)."),
+    to: str | None = typer.Option(None, "--to", help="Publish as the next version of a model: "
+                                  "s3://bucket/models/NAME (or a local directory); keeps NAME/index.json."),
     force: bool = typer.Option(False, "--force", help="Replace an existing, non-empty --out directory."),
 ) -> None:
     """Write an inference bundle of a finished run, for `streamguard predict`.
 
     The bundle holds the best checkpoint as safetensors, the resolved config, the tokenizer
     (and the transformer backbone), the preprocessing version and settings, the threshold
-    picked on validation, and a manifest with every file's sha256 (checked on load).
+    picked on validation, and a manifest with every file's sha256 (checked on load). With
+    --to it is also published as version vNNNN of a model (predict NAME@vNNNN or NAME@latest).
     """
+    import tempfile
+
     from streamguard.inference.bundle import export_bundle
 
-    meta = export_bundle(run_dir, out, force=force)
+    if not out and not to:
+        raise ConfigError("give --out DIR (a local bundle) and/or --to s3://bucket/models/NAME (a published version)")
+    target = out or tempfile.mkdtemp(prefix="streamguard-bundle-")
+    meta = export_bundle(run_dir, target, force=force or not out)
     typer.echo(f"exported {meta['track']} run {meta['run']['name']!r} ({meta['run']['checkpoint']}, "
-               f"{meta['run']['weights']} weights, threshold {meta['threshold']:.2f}) to {out}\n"
-               f"  use it: streamguard predict {out} path/to/src")
+               f"{meta['run']['weights']} weights, threshold {meta['threshold']:.2f})" + (f" to {out}" if out else ""))
+    if to:
+        import shutil
+
+        from streamguard.inference.model_registry import publish
+
+        entry = publish(target, to)
+        if not out:
+            shutil.rmtree(target, ignore_errors=True)
+        typer.echo(f"published {entry['uri']} (sha256 {entry['sha256'][:12]}...)\n"
+                   f"  use it: streamguard predict {to.rstrip('/')}@{entry['version']} path/to/src   (or @latest)")
+    else:
+        typer.echo(f"  use it: streamguard predict {out} path/to/src")
 
 
 @app.command()
 def predict(
-    bundle: str = typer.Argument(..., help="An inference bundle directory from `streamguard export`."),
+    bundle: str = typer.Argument(..., help="An inference bundle directory from `streamguard export`, or a "
+                                 "published model: s3://bucket/models/NAME@VERSION or NAME@latest."),
     paths: list[str] = typer.Argument(..., help="C/C++ source files or directories (searched recursively)."),
     fmt: str = typer.Option("table", "--format", "-f", help="Output: table (rich) or json."),
     lang: str | None = typer.Option(None, "--lang", help="Force the language (c or cpp) instead of the extension."),
@@ -431,7 +451,9 @@ def predict(
         raise ConfigError(f"--lang must be c or cpp, got {lang!r}")
     if device not in ("cpu", "cuda", "auto"):
         raise ConfigError(f"--device must be cpu, cuda or auto, got {device!r}")
-    loaded = load_bundle(bundle, device=device)
+    from streamguard.inference.model_registry import is_registry_ref, resolve
+
+    loaded = load_bundle(resolve(bundle) if is_registry_ref(bundle) else bundle, device=device)
     results, reports = predict_files(loaded, paths, lang=lang, max_file_bytes=max_file_bytes,
                                      progress=fmt == "table" and sys.stderr.isatty())
     if fmt == "json":

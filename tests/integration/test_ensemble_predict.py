@@ -9,6 +9,7 @@ torch start-up per command), which keeps the module at about a minute.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import sys
@@ -293,3 +294,49 @@ def test_bundle_integrity_and_input_errors(seed_runs, bundle, tmp_path, cli):
         assert "Traceback" not in err
     code, stdout, _ = cli("predict", bundle, tmp_path)  # a directory holding a.c
     assert code == 0 and "a.c" in stdout
+
+
+def test_published_versions_on_s3_and_predict_by_version(seed_runs, s3_env, tmp_path, cli, monkeypatch):
+    import boto3
+
+    monkeypatch.setenv("STREAMGUARD_CACHE", str(tmp_path / "cache"))
+    to = f"s3://{s3_env['bucket']}/models/gnn-small"
+    for n, run in enumerate(seed_runs["runs"][:2], start=1):
+        code, stdout, err = cli("export", run, "--to", to)
+        assert code == 0 and f"published {to}/v000{n}" in stdout, err[-2000:]
+    s3 = boto3.client("s3", endpoint_url=s3_env["endpoint"])
+
+    def get(key):
+        return s3.get_object(Bucket=s3_env["bucket"], Key=f"models/gnn-small/{key}")["Body"].read()
+
+    index = json.loads(get("index.json"))
+    assert index["latest"] == "v0002" and [v["version"] for v in index["versions"]] == ["v0001", "v0002"]
+    first = index["versions"][0]
+    assert first["run"] == "seed0" and first["track"] == "gnn" and len(first["data_manifest_hash"]) == 64
+    assert first["sha256"] == hashlib.sha256(get("v0001/MANIFEST.json")).hexdigest()
+    assert first["threshold"] == read_json(seed_runs["runs"][0] / "metrics.json")["external_threshold"]
+    src = tmp_path / "a.c"
+    src.write_text("int f(char *s) { char b[4]; strcpy(b, s); return 0; }\n")
+    for ref, run in ((f"{to}@latest", "seed1"), (f"{to}@v0001", "seed0")):
+        code, stdout, err = cli("predict", ref, src, "--format", "json")
+        assert code == 0, err[-2000:]
+        assert json.loads(stdout)["run"] == run
+    code, _, err = cli("predict", f"{to}@v0009", src)
+    assert code == 2 and "error: " + f"{to}@v0009: no version 'v0009'; published versions: v0001, v0002" in err
+
+
+def test_ensemble_of_runs_on_s3(seed_runs, s3_env):
+    import boto3
+
+    from streamguard.evaluation.ensemble import build_ensemble
+
+    s3 = boto3.client("s3", endpoint_url=s3_env["endpoint"])
+    uris = []
+    for run in seed_runs["runs"]:
+        for name in ("predictions.json", "metrics.json", "config.yaml"):
+            s3.upload_file(str(run / name), s3_env["bucket"], f"runs/{run.name}/{name}")
+        uris.append(f"s3://{s3_env['bucket']}/runs/{run.name}")
+    result = build_ensemble(uris, out=f"s3://{s3_env['bucket']}/ens", plots=False, n_boot=50)
+    stored = json.loads(s3.get_object(Bucket=s3_env["bucket"], Key="ens/ensemble_metrics.json")["Body"].read())
+    assert stored["ensemble"]["members"] == uris and stored["f1_at_external_threshold"] == \
+        result.metrics["f1_at_external_threshold"]

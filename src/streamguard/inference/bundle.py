@@ -155,17 +155,21 @@ def _check_exportable(cfg, track, info) -> None:
                           "(model.gnn.encoder); bundles cannot compute them yet: export a run with encoder=none")
 
 
-def _prepared_version(info_data: dict) -> str | None:
+def _prepared(info_data: dict) -> tuple[str | None, str]:
+    """(preprocessing version of the run's prepared data when its manifest is readable, a
+    hash identifying that data: the manifest's cache key, else the sources' sha256)."""
     from streamguard.data.shards import read_manifest
     from streamguard.storage import open_storage
 
+    sources = hashlib.sha256(json.dumps(info_data.get("sources") or {}, sort_keys=True).encode()).hexdigest()
     prepared = info_data.get("prepared")
     if not prepared:
-        return None
+        return None, sources
     try:
-        return str(read_manifest(open_storage(prepared)).get("preprocess_version"))
+        manifest = read_manifest(open_storage(prepared))
     except StreamGuardError:
-        return None
+        return None, sources
+    return str(manifest.get("preprocess_version")), str(manifest.get("cache_key") or sources)
 
 
 def export_bundle(run_dir: str, out: str | Path, *, force: bool = False) -> dict:
@@ -193,7 +197,7 @@ def export_bundle(run_dir: str, out: str | Path, *, force: bool = False) -> dict
     threshold = metrics.get("external_threshold")
     if threshold is None:
         raise DataError(f"{run_dir}/metrics.json has no external_threshold (the threshold picked on validation)")
-    version = _prepared_version(run_info.get("data") or {})
+    version, data_hash = _prepared(run_info.get("data") or {})
     if version is not None and version != PREPROCESS_VERSION:
         raise DataError(f"{run_dir} was trained on data prepared with preprocessing version {version}, this "
                         f"streamguard prepares version {PREPROCESS_VERSION}: a bundle would build different "
@@ -231,7 +235,8 @@ def export_bundle(run_dir: str, out: str | Path, *, force: bool = False) -> dict
             "run": {"uri": run.uri, "name": cfg.run.name, "seed": cfg.run.seed, "config_hash": cfg.hash(),
                     "checkpoint": best.name, "global_step": ckpt_manifest.get("global_step"),
                     "checkpoint_sha256": ckpt_manifest["files"][checkpoint.MODEL]["sha256"], "weights": weights_kind,
-                    "git_commit": run_info.get("git_commit"), "data_sources": (run_info.get("data") or {}).get("sources")},
+                    "git_commit": run_info.get("git_commit"), "data_manifest_hash": data_hash,
+                    "data_sources": (run_info.get("data") or {}).get("sources")},
             "metrics": {k: metrics.get(k) for k in summary_keys},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions(),
         }

@@ -41,7 +41,7 @@ def test_base_runs_take_the_fusion_data_and_keep_their_tokenizer():
                                         "model.fusion.base_overrides=[train.epochs=1]"])
     b = base_config(cfg, cfg.model.fusion.bases[0], 2)
     assert b.model.track == "gnn" and b.data.source == "synthetic" and b.data.folds == 3 and b.data.holdout_fold == 2
-    assert b.run.name == "devign-fusion-gnn-fold2" and b.train.epochs == 1 and b.model.gnn.hidden == 256
+    assert b.run.name == "devign-fusion-gnn-fold2" and b.train.epochs == 1 and b.model.gnn.hidden == 128
 
 
 def test_stackers_and_the_weighted_average_baseline():

@@ -9,7 +9,7 @@ from tests.integration.helpers import run_cli
     (["train", "optim.lrr=0.1"], "error: unknown key 'optim.lrr'; allowed keys in optim:"),
     (["train", "train.epochs=three"], "error: train.epochs: Input should be a valid integer"),
     (["train", "--preset", "nope"], "error: unknown preset 'nope'; available presets:"),
-    (["train", "model.track=transformerz"], "error: model.track: unknown track 'transformerz'; known tracks: gnn"),
+    (["train", "model.track=transformerz"], "error: model.track: unknown track 'transformerz'; known tracks: fusion, gnn, hybrid, transformer"),
     (["train", "data.source=devign:/no/such/file.jsonl"], "error: cannot read data file '/no/such/file.jsonl'"),
     (["train", "data.source=kaggle:x"], "error: unknown data source kind 'kaggle'"),
     (["evaluate", "/no/such/run"], "error: /no/such/run is not a StreamGuard run directory"),

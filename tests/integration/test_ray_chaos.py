@@ -37,7 +37,9 @@ RUN = ["data.synthetic_size=480", "model.gnn.hidden=32", "model.gnn.layers=2", "
 def cluster(s3_server):
     from streamguard.distributed.local_cluster import LocalCluster
 
-    c = LocalCluster(worker_nodes=2, env={**CREDS, "AWS_ENDPOINT_URL": s3_server})
+    # Ray exports application metrics every second (default 10 s) for the Prometheus check.
+    c = LocalCluster(worker_nodes=2, env={**CREDS, "AWS_ENDPOINT_URL": s3_server,
+                                          "RAY_metrics_report_interval_ms": "1000"})
     yield c
     c.shutdown()
 
@@ -111,7 +113,8 @@ def _wait_mid_run(run: Run, proc, at_least: int = 7):
     wait_for(lambda: run.committed() and run.progress() >= at_least, timeout=240, what="training under way", proc=proc)
 
 
-def test_sigkill_one_worker_resumes_from_newest_checkpoint(cluster, s3_server, bucket):
+def test_sigkill_one_worker_resumes_from_newest_checkpoint(cluster, s3_server, bucket, tmp_path):
+    prom = _prometheus(cluster, tmp_path)
     run = Run(cluster, s3_server, bucket, "kill-worker")
     proc = run.start()
     _wait_mid_run(run, proc)
@@ -124,6 +127,33 @@ def test_sigkill_one_worker_resumes_from_newest_checkpoint(cluster, s3_server, b
     first = metrics["resumes"][0]
     assert first["from_step"] >= _step(newest)  # the newest checkpoint, not an older one
     assert first["lost_steps"] <= 5 + (progress - _step(newest))  # at most one checkpoint interval (+ in-flight)
+    if prom is not None:  # a real Prometheus scraped the workers through Ray's service discovery
+        try:
+            sel = 'run="kill-worker", track="gnn"'
+            assert float(prom.query(f"max(max_over_time(ray_streamguard_global_step{{{sel}}}[15m]))")[0]["value"][1]) \
+                == 48  # 4 epochs x 12 steps
+            assert float(prom.query(f'sum(ray_streamguard_restarts_total{{{sel}, rank="0"}})')[0]["value"][1]) >= 1
+            ranks = {r["metric"]["rank"] for r in prom.query(f"count by (rank) (count_over_time("
+                                                              f"ray_streamguard_train_loss{{{sel}}}[15m]))")}
+            assert ranks == {"0", "1"}
+        finally:
+            prom.stop()
+
+
+def _prometheus(cluster, root):
+    """The Debian Prometheus server on 127.0.0.1, scraping every node Ray lists in its
+    service-discovery file; None (the Prometheus part is skipped) without the binary."""
+    import shutil
+    from pathlib import Path
+
+    if shutil.which("prometheus") is None:
+        return None
+    from tests.integration.test_prometheus import Prometheus
+
+    sd_file = Path(cluster.temp_dir) / "prom_metrics_service_discovery.json"
+    wait_for(sd_file.exists, timeout=60, what="Ray's Prometheus service-discovery file")
+    return Prometheus(root / "prometheus", [{"job_name": "ray", "file_sd_configs": [
+        {"files": [str(sd_file)], "refresh_interval": "2s"}]}])
 
 
 def test_node_loss_with_a_replacement_node_completes(cluster, s3_server, bucket):

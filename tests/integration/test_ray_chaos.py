@@ -277,3 +277,58 @@ def test_ray_cli_errors_are_one_line_and_fast():
     assert proc.returncode == 2 and "need --ray" in proc.stderr
     proc = run_cli("train", "--no-such-option", check=False, timeout=60)
     assert proc.returncode == 2 and "No such option: --no-such-option" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sweep_restores_after_driver_sigkill_on_s3(cluster, s3_server, bucket, tmp_path):
+    """Kill a sweep's driver mid-way and start the same command again: finished trials are
+    kept, the unfinished one resumes from its own checkpoint, and Optuna continues (a
+    from-scratch restart with the same seed would propose the first trials' params again)."""
+    from tests.integration.test_tune import SMALL, write_sweep
+
+    sweep = write_sweep(tmp_path / "sweep.yaml", "restore", samples=3, scheduler="fifo", epochs=4)
+    args = ["tune", "--sweep", str(sweep), "--address", cluster.address, *SMALL, "checkpoint.every_n_steps=3",
+            "metrics.report_interval_s=0.2", f"run.storage_path=s3://{bucket}/sweeps"]
+    s3 = boto3.client("s3", endpoint_url=s3_server, **_creds())
+    env = cli_env(**CREDS, AWS_ENDPOINT_URL=s3_server)
+    prefix = "sweeps/restore/runs/"
+
+    def keys():
+        resp = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+        return {o["Key"][len(prefix):]: o["ETag"] for o in resp.get("Contents", [])}
+
+    def state():
+        k = keys()
+        trials = {p.split("/")[0] for p in k}
+        done = {t for t in trials if f"{t}/metrics.json" in k}
+        running = {t for t in trials - done if any(p.startswith(f"{t}/checkpoints/") and p.endswith("MANIFEST.json")
+                                                   for p in k)}
+        return k, done, running
+
+    proc = subprocess.Popen(sg(*args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: (lambda _, d, r: len(d) >= 1 and len(r) >= 1)(*state()), timeout=400,
+             what="a finished trial and a running one with a checkpoint", proc=proc)
+    before, done, running = state()
+    proc.kill()
+    proc.communicate(timeout=60)
+    time.sleep(3)
+
+    again = run_cli(*args, env=env, timeout=800)
+    assert "(restored)" in again.stdout
+    table = pd_read_parquet(s3, bucket, "sweeps/restore/results.parquet")
+    assert len(table) == 3 and table["finished"].all(), table
+    after = keys()
+    for trial in done:  # kept: not trained again
+        assert after[f"{trial}/metrics.json"] == before[f"{trial}/metrics.json"]
+    for trial in running:  # resumed from its own checkpoint, not restarted
+        metrics = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}{trial}/metrics.json")["Body"].read())
+        assert metrics["resumes"] and metrics["resumes"][0]["from_step"] > 0, metrics["resumes"]
+    params = table[["param:optim.lr", "param:model.gnn.hidden"]].astype(str).agg("|".join, axis=1)
+    assert params.is_unique, params.tolist()
+
+
+def pd_read_parquet(s3, bucket, key):
+    import io
+
+    import pandas as pd
+
+    return pd.read_parquet(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))

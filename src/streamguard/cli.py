@@ -277,7 +277,12 @@ def evaluate(
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Where to write metrics.json and plots "
                                          "(default: RUN_DIR/eval-<data name>)."),
 ) -> None:
-    """Score a run's best checkpoint and write metrics.json, predictions and plots."""
+    """Score a run's best checkpoint and write metrics.json, predictions and plots.
+
+    Also: bootstrap 95% intervals (accuracy, F1, ROC-AUC), calibration (ECE, reliability
+    diagram), a per-project and per-CWE breakdown where the data has them, and report.md /
+    report.html (plots embedded).
+    """
     from streamguard.evaluation.evaluate_run import evaluate_run
 
     out, metrics = evaluate_run(run_dir, data=data, output=output)
@@ -285,6 +290,8 @@ def evaluate(
                f"{metrics.get('f1_at_external_threshold') or 0:.3f} at the run's threshold "
                f"{metrics.get('external_threshold')}; accuracy {metrics['accuracy_at_0_5']:.3f}")
     typer.echo(f"  metrics: {out}")
+    typer.echo(f"  report:  {out.replace('metrics.json', 'report.html')} (and report.md, breakdown.json, "
+               "calibration.json)")
 
 
 @app.command()
@@ -353,6 +360,160 @@ def submit(
     ok = sub.watch(cluster, name, echo=typer.echo)
     typer.echo(f"RayJob {name} {'succeeded' if ok else 'failed'}")
     if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def ensemble(
+    run_dirs: list[str] | None = typer.Argument(None, metavar="RUN_DIR...", show_default=False,
+                                                   help="Run directories (local or s3://) to average, e.g. the seeds "
+                                                   "of one config."),
+    runs: bool = typer.Option(False, "--runs", help="Read the arguments as run directories: "
+                              "`--runs RUN_DIR RUN_DIR...` (the default when RUN_DIRs are given)."),
+    sweep: str | None = typer.Option(None, "--sweep", help="A sweep directory: its results.parquet `run_dir` "
+                                        "column, else every DIR/*/ with a metrics.json."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Output directory (local or s3://); default "
+                                      "SWEEP/ensemble, or ensemble-<hash> beside the first run."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and embed them in the report."),
+    bootstrap: int = typer.Option(2000, "--bootstrap", min=1, help="Bootstrap replicates for the 95% intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap (same seed, same intervals)."),
+) -> None:
+    """Average the probabilities of several runs (seeds, or a sweep's trials) and score the average.
+
+    Members must have scored the same validation and test samples. The threshold is picked on
+    the averaged validation probabilities (best F1 over 0.30-0.70) and applied to the averaged
+    test probabilities; ensemble_metrics.json has the keys of metrics.json. Also writes the
+    per-member table (mean ± std against the ensemble; JSON, CSV, Markdown), bootstrap
+    intervals, calibration, plots and report.md/report.html.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from streamguard.evaluation.ensemble import build_ensemble, table_rows
+
+    if runs and not run_dirs:
+        raise ConfigError("--runs needs run directories: streamguard ensemble --runs RUN_DIR RUN_DIR ...")
+    result = build_ensemble(run_dirs or None, sweep=sweep, out=out, plots=plots, n_boot=bootstrap, seed=seed)
+    names = [m["name"] for m in result.table["members"]]
+    t = Table(title=f"{len(names)} members vs their ensemble ({result.metrics['split']} split)")
+    for col in ("metric", *names, "mean ± std", "ensemble", "gain"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for row in table_rows(result.table):
+        t.add_row(*row)
+    Console().print(t)
+    m, ci = result.metrics, result.metrics["confidence_intervals"]["metrics"]["f1"]
+    typer.echo(f"ensemble: F1 {m['f1_at_external_threshold']:.3f} [95% CI {ci['low']:.3f}, {ci['high']:.3f}] at "
+               f"threshold {m['external_threshold']:.2f} (picked on validation); ROC-AUC "
+               f"{'n/a' if m['roc_auc'] is None else format(m['roc_auc'], '.3f')}")
+    typer.echo(f"  metrics: {result.out}/ensemble_metrics.json\n  report:  {result.out}/report.html")
+
+
+@app.command()
+def compare(
+    a: str = typer.Argument(..., help="Model A: a run, evaluation or ensemble directory (local or s3://)."),
+    b: str = typer.Argument(..., help="Model B, scored on the same samples."),
+    threshold: float | None = typer.Option(None, "--threshold", "-t", min=0.0, max=1.0,
+                                              help="Threshold for both (default: each one's validation threshold)."),
+    bootstrap: int = typer.Option(2000, "--bootstrap", min=1, help="Paired bootstrap replicates."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap (same seed, same result)."),
+    stratified: bool = typer.Option(True, "--stratified/--unstratified",
+                                    help="Resample positives and negatives separately (keeps class counts)."),
+    out: str | None = typer.Option(None, "--out", "-o", help="JSON output file (local or s3://); default "
+                                      "compare-A-vs-B.json in the current directory."),
+) -> None:
+    """Compare two models on the same test samples (paired bootstrap and McNemar's test).
+
+    Prints each model's bootstrap 95% intervals, the paired bootstrap of B - A (accuracy, F1,
+    ROC-AUC) and McNemar's test on which samples each gets right; writes it all as JSON.
+    """
+    from streamguard.evaluation.compare import compare as run_compare
+    from streamguard.evaluation.compare import default_out, print_table, write_json
+
+    result = run_compare(a, b, threshold=threshold, n_boot=bootstrap, seed=seed, stratified=stratified)
+    print_table(result)
+    path = out or default_out(result)
+    write_json(path, result)
+    typer.echo(f"  json: {path}")
+
+
+@app.command()
+def export(
+    run_dir: str = typer.Argument(..., help="A finished run directory (local or s3://)."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Bundle directory to create (local)."),
+    to: str | None = typer.Option(None, "--to", help="Publish as the next version of a model: "
+                                  "s3://bucket/models/NAME (or a local directory); keeps NAME/index.json."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing, non-empty --out directory."),
+) -> None:
+    """Write an inference bundle of a finished run, for `streamguard predict`.
+
+    The bundle holds the best checkpoint as safetensors, the resolved config, the tokenizer
+    (and the transformer backbone), the preprocessing version and settings, the threshold
+    picked on validation, and a manifest with every file's sha256 (checked on load). With
+    --to it is also published as version vNNNN of a model (predict NAME@vNNNN or NAME@latest).
+    """
+    import tempfile
+
+    from streamguard.inference.bundle import export_bundle
+
+    if not out and not to:
+        raise ConfigError("give --out DIR (a local bundle) and/or --to s3://bucket/models/NAME (a published version)")
+    target = out or tempfile.mkdtemp(prefix="streamguard-bundle-")
+    meta = export_bundle(run_dir, target, force=force or not out)
+    typer.echo(f"exported {meta['track']} run {meta['run']['name']!r} ({meta['run']['checkpoint']}, "
+               f"{meta['run']['weights']} weights, threshold {meta['threshold']:.2f})" + (f" to {out}" if out else ""))
+    if to:
+        import shutil
+
+        from streamguard.inference.model_registry import publish
+
+        entry = publish(target, to)
+        if not out:
+            shutil.rmtree(target, ignore_errors=True)
+        typer.echo(f"published {entry['uri']} (sha256 {entry['sha256'][:12]}...)\n"
+                   f"  use it: streamguard predict {to.rstrip('/')}@{entry['version']} path/to/src   (or @latest)")
+    else:
+        typer.echo(f"  use it: streamguard predict {out} path/to/src")
+
+
+@app.command()
+def predict(
+    bundle: str = typer.Argument(..., help="An inference bundle directory from `streamguard export`, or a "
+                                 "published model: s3://bucket/models/NAME@VERSION or NAME@latest."),
+    paths: list[str] = typer.Argument(..., help="C/C++ source files or directories (searched recursively)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output: table (rich) or json."),
+    lang: str | None = typer.Option(None, "--lang", help="Force the language (c or cpp) instead of the extension."),
+    max_file_bytes: int = typer.Option(5_000_000, "--max-file-bytes", min=1, help="Skip larger files (noted)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    fail_on_vulnerable: bool = typer.Option(False, "--fail-on-vulnerable",
+                                            help="Exit 1 when any function is predicted vulnerable (for CI)."),
+) -> None:
+    """Score every function in C/C++ source files with an exported bundle.
+
+    Prints file, function, line range, P(vulnerable) and the verdict at the bundle's threshold.
+    Files that are not UTF-8 are decoded with replacement characters (flagged non_utf8); broken
+    code is still scored (parse tiers partial/tokens, `recovered` functions).
+    """
+    import json as jsonlib
+
+    from streamguard.inference.bundle import load_bundle
+    from streamguard.inference.predict import as_json, predict_files, print_table
+
+    if fmt not in ("table", "json"):
+        raise ConfigError(f"--format must be table or json, got {fmt!r}")
+    if lang is not None and lang not in ("c", "cpp"):
+        raise ConfigError(f"--lang must be c or cpp, got {lang!r}")
+    if device not in ("cpu", "cuda", "auto"):
+        raise ConfigError(f"--device must be cpu, cuda or auto, got {device!r}")
+    from streamguard.inference.model_registry import is_registry_ref, resolve
+
+    loaded = load_bundle(resolve(bundle) if is_registry_ref(bundle) else bundle, device=device)
+    results, reports = predict_files(loaded, paths, lang=lang, max_file_bytes=max_file_bytes,
+                                     progress=fmt == "table" and sys.stderr.isatty())
+    if fmt == "json":
+        typer.echo(jsonlib.dumps(as_json(loaded, results, reports), indent=2))
+    else:
+        print_table(loaded, results, reports)
+    if fail_on_vulnerable and any(r.verdict == "vulnerable" for r in results):
         raise typer.Exit(1)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from streamguard.config import Config, _deep_merge
+from streamguard.config import Config
 from streamguard.errors import ConfigError
 
 CHART_NAME = "streamguard"
@@ -351,10 +351,25 @@ def resolve_config(preset: str, values: dict[str, Any], overrides: list[str] = (
                 text = Path(config_file).read_text()
             except OSError as exc:
                 raise ConfigError(f"cannot read config file {str(config_file)!r}: {exc.strerror}") from None
-            merged = _deep_merge(merged, cfgmod._yaml_mapping(text, f"config file {str(config_file)!r}"))
+            try:
+                extra = yaml.safe_load(text) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"config file {str(config_file)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+            if not isinstance(extra, dict):
+                raise ConfigError(f"config file {str(config_file)!r} must be a mapping of sections")
+            merged = _deep_merge(merged, extra)
         path = Path(tmp) / RUN_CONFIG_KEY
         path.write_text(yaml.safe_dump(merged))
         return cfgmod.load(preset, list(overrides), config_file=path)
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Config-file merge (as `config.load` merges `--config` over the preset): maps merge, values replace."""
+    merged = dict(base)
+    for key, value in extra.items():
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _deep_merge(merged[key], value) if both else value
+    return merged
 
 
 def to_yaml(*objects: dict[str, Any]) -> str:

@@ -101,7 +101,7 @@ def explain(exc: Exception, what: str, cluster: Cluster, *, run_name: str = "") 
         return SubmitError(f"the cluster has no {GROUP}/{VERSION} RayJob resource ({message}): {KUBERAY_INSTALL}")
     if exc.status in (401, 403):
         return SubmitError(f"not allowed to create {what} in namespace {cluster.namespace}: {message}. "
-                           "Ask for a binding to the chart's `<release>-submitter` Role (see docs/kubernetes.md)")
+                           "Ask for a binding to the chart's `<release>-streamguard-submitter` Role (see docs/kubernetes.md)")
     return SubmitError(f"creating {what} failed: HTTP {exc.status} {message}")
 
 

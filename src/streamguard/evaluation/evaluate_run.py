@@ -1,5 +1,15 @@
 """`streamguard evaluate`: score a finished run's best checkpoint on its own test split or
-on another dataset, with the threshold the run picked on its validation split."""
+on another dataset, with the threshold the run picked on its validation split.
+
+Besides metrics.json (the shared schema, plus bootstrap 95% intervals and calibration
+summaries), predictions.json and the standard plots, it writes
+
+    breakdown.json        metrics per project and per CWE, where the data carries them
+    calibration.json      reliability bins, ECE, MCE, Brier score
+    plots/reliability.png the reliability diagram
+    report.md             Markdown report (relative image links)
+    report.html           the same, self-contained (PNGs embedded as base64)
+"""
 
 from __future__ import annotations
 
@@ -29,7 +39,8 @@ def _split_uri(uri: str) -> tuple[str, str]:
     return (parent if sep else "."), name
 
 
-def evaluate_run(run_dir: str, *, data: str | None = None, output: str | None = None) -> tuple[str, dict]:
+def evaluate_run(run_dir: str, *, data: str | None = None, output: str | None = None, n_boot: int = 2000,
+                 seed: int = 0) -> tuple[str, dict]:
     run = RunDir(*_split_uri(run_dir))
     try:
         cfg = Config.from_dict(yaml.safe_load(run.storage.read_bytes("config.yaml")))
@@ -74,8 +85,19 @@ def evaluate_run(run_dir: str, *, data: str | None = None, output: str | None = 
     labels, probs, ids, _ = predict(model, track.make_loader(graphs, batch_size=cfg.train.eval_batch_size),
                                     forward=track.forward, device=device, dtype=None)
     out = RunDir(*_split_uri(output)) if output else RunDir(run.uri, f"eval-{split}")
+    from streamguard.evaluation.calibration import calibration
+    from streamguard.evaluation.stats import bootstrap_ci
+
+    cal = calibration(labels, probs)
     metrics = write_report(out, labels=labels, probs=probs, sample_ids=ids, split=split, threshold=threshold,
-                           history=None, plots=cfg.metrics.plots,
+                           history=None, plots=True,  # the report embeds them
                            extra={"track": cfg.model.track, "run": cfg.run.name, "checkpoint": best.name,
-                                  "data": data or "test split"})
+                                  "data": data or "test split",
+                                  "confidence_intervals": bootstrap_ci(labels, probs, threshold=threshold,
+                                                                       n_boot=n_boot, seed=seed),
+                                  "calibration": {k: cal[k] for k in ("bins", "ece", "mce", "brier")}})
+    from streamguard.evaluation.evaluation_report import write_evaluation_report
+
+    write_evaluation_report(out, metrics=metrics, labels=labels, probs=probs, ids=ids, samples=graphs,
+                            calibration_table=cal, threshold=threshold)
     return out.display("metrics.json"), metrics

@@ -351,6 +351,15 @@ def write_metrics_json(path: str | os.PathLike, metrics: dict) -> None:
 
     atomic_write(path, to_json(metrics).encode("utf-8"))
 
+def extra_sections(info_extra: dict, scored: dict, cwe_labels: list[str]) -> dict:
+    """Sections metrics.json carries beside the binary schema: a track's own (fusion: the
+    baseline and base scores) and, when the model has a CWE head, `cwe`."""
+    out = dict(info_extra or {})
+    if scored.get("cwe_probs") is not None and scored.get("cwe_labels") is not None:
+        out["cwe"] = compute_cwe_metrics(scored["cwe_probs"], scored["cwe_labels"], cwe_labels)
+    return out
+
+
 def compute_cwe_metrics(probs: Any, targets: Any, labels: list[str], *, threshold: float = 0.5) -> dict:
     """The CWE head's multi-label scores (an extra section beside the binary schema):
     micro/macro F1 at `threshold`, and per CWE the support, F1 and average precision."""

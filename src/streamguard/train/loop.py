@@ -5,9 +5,9 @@ Tune trials alike. Everything it needs comes from the config (through builders) 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import math
 import random
 import sys
 import tempfile
@@ -25,10 +25,16 @@ from streamguard.config import Config
 from streamguard.data.dataset import load_splits
 from streamguard.registry import get_track
 from streamguard.runtime import STOP_REASONS, Runtime
-from streamguard.train.evaluate import compute_metrics, f1_for_early_stopping
+from streamguard.tracks.common import build
+from streamguard.train.ema import EMA
+from streamguard.train.evaluate import compute_metrics, extra_sections, f1_for_early_stopping
+from streamguard.train.folds import FOLD_PREDICTIONS, fold_predictions
+from streamguard.train.loaders import accumulate, eval_loader_options, train_loader_options
+from streamguard.train.loaders import steps_per_epoch as count_steps
 from streamguard.train.optim import build_optimizer, build_scheduler, steps_per_batch
 from streamguard.train.sampler import ResumableSampler
-from streamguard.train.step import amp_dtype, predict, train_step
+from streamguard.train.step import amp_dtype, predict, predict_outputs, train_group
+from streamguard.train.weights import apply_sample_weights
 
 log = logging.getLogger(__name__)
 
@@ -64,21 +70,29 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 def fit(cfg: Config, rt: Runtime) -> Fit:
     seed_everything(cfg.run.seed, cfg.run.deterministic)  # same seed on every rank: identical initial weights
     d, t = cfg.data, cfg.train
-    splits = load_splits(d, seed=cfg.run.seed, storage_options=cfg.storage.model_dump())
     track = get_track(cfg.model.track)
-    model = track.build_model(getattr(cfg.model, track.config_field), splits.info).to(rt.device)
+    if track.load_data is not None:  # derived data (fusion: trains or reads the base fold runs)
+        splits = track.load_data(cfg, rt)
+        seed_everything(cfg.run.seed, cfg.run.deterministic)  # the base runs moved the global RNG
+    else:
+        splits = load_splits(d, seed=cfg.run.seed, storage_options=cfg.storage.model_dump())
+    # Loss weights ride on every batch; sampler weights (weighted_sampling) come back here.
+    sampler_weights = apply_sample_weights(splits.train, mode=t.sample_weights, weighted_sampling=t.weighted_sampling)
+    model = build(track, cfg.model, splits.info).to(rt.device)
     net = DDP(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None) if dist.is_initialized() else model
-    steps_per_epoch = math.ceil(len(splits.train) / (t.batch_size * rt.world_size))
+    steps_per_epoch = count_steps(len(splits.train), batch_size=t.batch_size, world_size=rt.world_size,
+                                  grad_accum_steps=t.grad_accum_steps, drop_last=t.drop_last)  # optimizer steps
     optimizer = build_optimizer(model, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     scheduler = build_scheduler(optimizer, schedule=cfg.optim.schedule, warmup_steps=cfg.optim.warmup_steps,
                                 total_steps=steps_per_epoch * t.epochs)
     dtype = amp_dtype(t.amp, rt.device)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=dtype is torch.float16)
+    ema = EMA(model, t.ema_decay) if t.ema_decay else None  # checkpointed beside the weights
 
     state = TrainState()
     if (resume_dir := rt.latest_checkpoint()) is not None:
         state = checkpoint.load(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler, config_hash=cfg.hash(),
-                                rank=rt.rank)
+                                rank=rt.rank, ema=ema)
         log.info("resuming from checkpoint %s: epoch %d, step %d of the epoch (global step %d)",
                  resume_dir.name, state.epoch, state.step_in_epoch, state.global_step)
         # Steps between this checkpoint and the last progress the run reported are redone.
@@ -90,23 +104,31 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
             log.warning("%d optimizer steps since the checkpoint are lost and will be redone", lost)
         if state.completed:
             log.info("run %s already finished training; re-scoring its best checkpoint", cfg.run.name)
-    val_loader = track.make_loader(splits.valid, batch_size=t.eval_batch_size)
+    val_loader = track.make_loader(splits.valid, batch_size=t.eval_batch_size, **eval_loader_options(t))
+    # Built once, so persistent workers outlive an epoch; re-positioned at each epoch. A
+    # private generator: creating the loader must not draw from the global RNG, or a
+    # resumed run would diverge from an uninterrupted one.
+    sampler = ResumableSampler(splits.train, num_replicas=rt.world_size, rank=rt.rank, seed=cfg.run.seed,
+                               epoch=state.epoch, start_batch=0, batch_size=t.batch_size, weights=sampler_weights)
+    loader = track.make_loader(splits.train, batch_size=t.batch_size, sampler=sampler,
+                               generator=torch.Generator().manual_seed(cfg.run.seed), **train_loader_options(t))
 
     while state.epoch < t.epochs and not state.completed:
-        sampler = ResumableSampler(splits.train, num_replicas=rt.world_size, rank=rt.rank, seed=cfg.run.seed,
-                                   epoch=state.epoch, start_batch=state.step_in_epoch, batch_size=t.batch_size)
-        # A private generator: creating the loader must not draw from the global RNG, or
-        # a resumed run would diverge from an uninterrupted one.
-        loader = track.make_loader(splits.train, batch_size=t.batch_size, sampler=sampler,
-                                   num_workers=t.num_workers, generator=torch.Generator().manual_seed(cfg.run.seed))
+        # A resumed epoch skips the samples of its finished optimizer steps (checkpoints are
+        # only written between steps, so no half-accumulated gradient is ever lost).
+        sampler.set_position(state.epoch, state.step_in_epoch, t.batch_size * t.grad_accum_steps)
         net.train()
         t0, seen = time.perf_counter(), 0
         loss_sum = torch.tensor(state.epoch_loss_sum if state.step_in_epoch else 0.0, device=rt.device)
         live = _LiveWindow(cfg.metrics.report_interval_s, loss_sum, state.global_step)
-        for batch in _progress(loader, rt, state, steps_per_epoch, t.log_every_n_steps):
-            loss_sum += train_step(net, batch, forward=track.forward, optimizer=optimizer, scaler=scaler,
-                                   device=rt.device, dtype=dtype, grad_clip=cfg.optim.grad_clip)
-            seen += batch.num_graphs
+        steps = accumulate(loader, t.grad_accum_steps)  # micro-batches per optimizer step
+        for group in _progress(steps, rt, state, steps_per_epoch, t.log_every_n_steps):
+            loss, n = train_group(net, group, forward=track.forward, optimizer=optimizer, scaler=scaler,
+                                  device=rt.device, dtype=dtype, grad_clip=cfg.optim.grad_clip, ema=ema,
+                                  binary_weight=t.binary_loss_weight,
+                                  cwe_weight=t.cwe_loss_weight if cfg.model.cwe_head else 0.0)
+            loss_sum += loss
+            seen += n  # samples, counted from the track's Output whatever its batch type
             state.global_step += 1
             state.step_in_epoch += 1
             if steps_per_batch(scheduler):
@@ -120,14 +142,16 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
             if stop or (every and state.global_step % every == 0 and state.step_in_epoch < steps_per_epoch):
                 state.epoch_loss_sum = loss_sum.item()  # host sync, only when checkpointing
                 _save(cfg, rt, model, optimizer, scheduler, state, {"global_step": state.global_step,
-                                                                    "epoch": state.epoch}, urgent=bool(stop))
+                                                                    "epoch": state.epoch}, urgent=bool(stop), ema=ema)
             if stop:
                 raise Preempted(f"stopped ({STOP_REASONS[stop]}) at epoch {state.epoch} step {state.step_in_epoch}; "
                                 "checkpoint committed", reason=STOP_REASONS[stop])
 
         train_loss = (loss_sum / max(1, state.step_in_epoch)).item()  # host sync, once per epoch
         samples_per_s = seen * rt.world_size / max(1e-9, time.perf_counter() - t0)
-        labels, probs, _, val_loss = predict(model, val_loader, forward=track.forward, device=rt.device, dtype=dtype)
+        with ema.applied(model) if ema else contextlib.nullcontext():  # validate the weights that get kept
+            labels, probs, _, val_loss = predict(model, val_loader, forward=track.forward, device=rt.device,
+                                                 dtype=dtype)
         val_f1 = f1_for_early_stopping(compute_metrics(labels, probs))
         if not steps_per_batch(scheduler):
             scheduler.step(val_f1)
@@ -147,11 +171,11 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
             log.info("early stopping: no better validation F1 for %d epochs", patience)
         _save(cfg, rt, model, optimizer, scheduler, state, {
             "train_loss": train_loss, "val_loss": val_loss, "val_f1": val_f1, "samples_per_second": samples_per_s,
-            "epoch": state.epoch, "global_step": state.global_step, "learning_rate": row["lr"]}, metric=val_f1)
+            "epoch": state.epoch, "global_step": state.global_step, "learning_rate": row["lr"]}, metric=val_f1, ema=ema)
     return Fit(model, splits, state, track, dtype)
 
 
-def _save(cfg, rt, model, optimizer, scheduler, state, metrics, metric=None, urgent=False) -> None:
+def _save(cfg, rt, model, optimizer, scheduler, state, metrics, metric=None, urgent=False, ema=None) -> None:
     """Rank 0 writes a checkpoint dir and hands it to the runtime; every rank takes part in
     the commit (Ray's report is a collective). The runtime may upload in the background."""
     started = time.time()
@@ -160,7 +184,8 @@ def _save(cfg, rt, model, optimizer, scheduler, state, metrics, metric=None, urg
     if rt.rank == 0:
         tmp = tempfile.mkdtemp(prefix="streamguard-ckpt-")
         checkpoint.save(tmp, model=model, optimizer=optimizer, scheduler=scheduler, state=state,
-                        config_yaml=cfg.to_yaml(), config_hash=cfg.hash(), metric=metric, rng_states=rng_states)
+                        config_yaml=cfg.to_yaml(), config_hash=cfg.hash(), metric=metric, rng_states=rng_states,
+                        ema=ema)
     rt.commit({**metrics, "checkpoint_duration_seconds": time.time() - started}, tmp, urgent=urgent)
     if dist.is_initialized():
         dist.barrier()  # nobody runs ahead of a checkpoint that rank 0 has not handed over
@@ -235,20 +260,26 @@ def train(cfg: Config, rt: Runtime, run) -> dict | None:
 
     best = rt.best_checkpoint()
     if best is not None:
-        checkpoint.load(best, model=fitted.model, restore_rng=False)
-        log.info("scoring the best checkpoint %s", best.name)
+        weights = checkpoint.load_for_scoring(best, model=fitted.model)  # the EMA average when there is one
+        log.info("scoring the best checkpoint %s (%s weights)", best.name, weights)
     track, s, t = fitted.track, fitted.splits, cfg.train
-    loader = lambda ds: track.make_loader(ds, batch_size=t.eval_batch_size)  # noqa: E731
+    loader = lambda ds: track.make_loader(ds, batch_size=t.eval_batch_size, **eval_loader_options(t))  # noqa: E731
     kw = dict(forward=track.forward, device=rt.device, dtype=fitted.dtype)
-    v_labels, v_probs, _, _ = predict(fitted.model, loader(s.valid), **kw)
-    validation = compute_metrics(v_labels, v_probs)
+    scored_valid = predict_outputs(fitted.model, loader(s.valid), **kw)
+    validation = compute_metrics(scored_valid["labels"], scored_valid["probs"])
     split, data = ("test", s.test) if s.test else ("valid", s.valid)
-    labels, probs, ids, _ = predict(fitted.model, loader(data), **kw)
+    scored = predict_outputs(fitted.model, loader(data), **kw)
+    labels, probs, ids = scored["labels"], scored["probs"], scored["ids"]
+    if s.holdout is not None:  # an out-of-fold run (fusion): score the fold it never trained on
+        run.write_json(FOLD_PREDICTIONS, fold_predictions(fitted.model, s, loader, fold=cfg.data.holdout_fold,
+                                                          known={"valid": scored_valid, split: scored}, **kw))
     run.write_json("run_info.json", run_info(cfg, s.info, world_size=rt.world_size, device=str(rt.device)))
     return write_report(run, labels=labels, probs=probs, sample_ids=ids, split=split,
                         threshold=validation["best_threshold_by_f1"], history=fitted.state.history,
+                        valid=scored_valid,  # predictions.json keeps validation scores (ensembles)
                         plots=cfg.metrics.plots, extra={
                             "track": cfg.model.track, "run": cfg.run.name, "best_step": fitted.state.best_step,
                             "resumes": fitted.state.resumes,
                             "validation": {k: validation[k] for k in ("f1_at_0_5", "f1_at_best_threshold",
-                                           "best_threshold_by_f1", "roc_auc", "accuracy_at_0_5")}})
+                                           "best_threshold_by_f1", "roc_auc", "accuracy_at_0_5")},
+                            **extra_sections(s.info.extra, scored, s.info.cwe_labels)})

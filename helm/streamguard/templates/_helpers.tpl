@@ -423,3 +423,10 @@ spec:
             {{- toYaml $root.Values.securityContext | nindent 12 }}
   {{- end }}
 {{- end }}
+
+{{/*
+The sweep's name: its directory under the storage URI; resubmitting the same name restores it.
+*/}}
+{{- define "streamguard.sweepName" -}}
+{{- .Values.sweep.runName | default (printf "%s-sweep" .Values.sweep.preset) -}}
+{{- end }}

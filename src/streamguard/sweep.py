@@ -159,8 +159,10 @@ def load_sweep(path_or_name: str | Path, *, name: str | None = None) -> SweepSpe
 
 
 def seed_sweep(name: str, seeds: int, *, first_seed: int = 0) -> SweepSpec:
-    """N runs of one config that differ only in `run.seed` (for ensembles and statistics)."""
+    """N runs of one config that differ only in `run.seed` (for ensembles and statistics);
+    the data split stays the first seed's, so every run scores the same samples."""
     return SweepSpec(name=name, num_samples=seeds, search={"run.seed": f"choice({list(range(first_seed, first_seed + seeds))})"},
+                     overrides={"data.split_seed": first_seed},  # same split for every seed: comparable runs
                      scheduler=SchedulerSpec(type="fifo"))
 
 

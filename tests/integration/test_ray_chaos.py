@@ -317,8 +317,9 @@ def test_sweep_restores_after_driver_sigkill_on_s3(cluster, s3_server, bucket, t
     table = pd_read_parquet(s3, bucket, "sweeps/restore/results.parquet")
     assert len(table) == 3 and table["finished"].all(), table
     after = keys()
-    for trial in done:  # kept: not trained again
+    for trial in done:  # kept: neither trained nor scored again
         assert after[f"{trial}/metrics.json"] == before[f"{trial}/metrics.json"]
+        assert {p for p in after if p.startswith(f"{trial}/checkpoints/")} <= set(before)
     for trial in running:  # resumed from its own checkpoint, not restarted
         metrics = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}{trial}/metrics.json")["Body"].read())
         assert metrics["resumes"] and metrics["resumes"][0]["from_step"] > 0, metrics["resumes"]

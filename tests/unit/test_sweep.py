@@ -66,3 +66,4 @@ def test_trial_config_layers_base_overrides_and_params():
 def test_seed_sweep_varies_only_the_seed():
     spec = seed_sweep("r-seeds", 3, first_seed=5)
     assert spec.domains()["run.seed"].args == ([5, 6, 7],) and spec.scheduler.type == "fifo"
+    assert spec.overrides == {"data.split_seed": 5}

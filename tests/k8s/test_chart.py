@@ -413,3 +413,10 @@ def test_sweep_example_is_a_valid_sweep_for_its_preset(tmp_path):
     spec = load_sweep(tmp_path / "sweep.yaml")
     assert spec.name == values["sweep"]["runName"] and spec.scheduler.type == "asha"
     validate(cfgmod.load(values["sweep"]["preset"], values["sweep"]["overrides"]), spec)
+
+
+def test_head_sets_fast_node_death_detection():
+    objects, _ = kube.render({"head": {"nodeHealthCheck": {"periodMs": 500, "failureThreshold": 4}}})
+    head = kube.one(objects, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in head["env"]}
+    assert env["RAY_health_check_period_ms"] == "500" and env["RAY_health_check_failure_threshold"] == "4"

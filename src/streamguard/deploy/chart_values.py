@@ -162,6 +162,13 @@ head:
   # and actor off the head. The chart adds `dashboard-host` and `metrics-export-port`.
   rayStartParams:
     num-cpus: "0"
+  nodeHealthCheck:
+    # -- How often the GCS checks each node (`RAY_health_check_period_ms` on the head; Ray's default
+    # 3000). With `failureThreshold`, a lost spot node is noticed after about period x threshold
+    # instead of ~15 s or more; too low turns long GC pauses into restarts (docs/operations.md).
+    periodMs: 1000
+    # -- Missed checks before a node is declared dead (`RAY_health_check_failure_threshold`).
+    failureThreshold: 5
   # -- Extra head pod labels.
   labels: {}
   # -- Extra head pod annotations.
@@ -685,6 +692,21 @@ VALUES_SCHEMA_JSON = r"""{
             }
           },
           "additionalProperties": false
+        },
+        "nodeHealthCheck": {
+          "type": "object",
+          "properties": {
+            "periodMs": {
+              "type": "integer",
+              "minimum": 100
+            },
+            "failureThreshold": {
+              "type": "integer",
+              "minimum": 1
+            }
+          },
+          "additionalProperties": false,
+          "description": "GCS node health checks: detection of a lost node takes about periodMs x failureThreshold"
         }
       },
       "additionalProperties": false

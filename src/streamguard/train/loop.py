@@ -174,7 +174,8 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
             log.info("early stopping: no better validation F1 for %d epochs", patience)
         _save(cfg, rt, model, optimizer, scheduler, state, {
             "train_loss": train_loss, "val_loss": val_loss, "val_f1": val_f1, "samples_per_second": samples_per_s,
-            "epoch": state.epoch, "global_step": state.global_step, "learning_rate": row["lr"]}, metric=val_f1, ema=ema)
+            "epoch": state.epoch, "global_step": state.global_step, "learning_rate": row["lr"]}, metric=val_f1, ema=ema,
+              urgent=state.completed)  # the last checkpoint is durable before metrics.json says "done"
     return Fit(model, splits, state, track, dtype, already_complete=resumed_complete)
 
 

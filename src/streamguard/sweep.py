@@ -24,7 +24,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from streamguard import config as cfgmod
@@ -141,12 +140,7 @@ def load_sweep(path_or_name: str | Path, *, name: str | None = None) -> SweepSpe
         what = f"sweep {path_or_name!r}"
     else:
         raise ConfigError(f"no sweep file {str(path_or_name)!r}; pass a YAML file or one of: {', '.join(builtin_sweeps())}")
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what} must be a mapping")
+    data = cfgmod._yaml_mapping(text, what)
     if name:
         data["name"] = name
     try:

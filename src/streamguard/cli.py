@@ -110,6 +110,59 @@ def _print_summary(metrics: dict, run) -> None:
     typer.echo(f"  checkpoints: {run.display('checkpoints')}")
 
 
+@app.command()
+def tune(
+    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP + " (applied to every trial)",
+                                                    show_default=False),
+    preset: str = typer.Option("quickstart", "--preset", "-p", help="Preset every trial starts from."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file merged over the preset "
+                                          "(e.g. a sweep's best_config.yaml for a seed sweep)."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", "-s", help="Sweep YAML: name, metric, num_samples, "
+                                        "search (dotted key: loguniform(a, b) | uniform | quniform | randint | "
+                                        "choice([...])), overrides, scheduler. Or a shipped sweep name."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Instead of --sweep: run the config over N "
+                                        "seeds (run.seed, run.seed+1, ...) for an ensemble."),
+    name: Optional[str] = typer.Option(None, "--name", help="Sweep name (default: the sweep file's; "
+                                       "<run.name>-seeds for --seeds). The same name restores."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to join (sets ray.address)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Do not restore an existing sweep of this name; fail instead."),
+) -> None:
+    """Hyperparameter or seed sweep with Ray Tune: Optuna TPE + ASHA, one Ray Train run per trial.
+
+    Writes results.parquet/.csv, best_config.yaml, plots/ and TensorBoard events under
+    <run.storage_path>/<sweep name>. Starting the same command again restores the sweep.
+    """
+    from streamguard import config as cfgmod
+    from streamguard.sweep import load_sweep, seed_sweep
+
+    if (sweep is None) == (seeds is None):
+        raise ConfigError("pass exactly one of --sweep FILE (a search) or --seeds N (a seed sweep)")
+    extra = [f"ray.address={address}"] if address else []
+    base = cfgmod.load(preset, [*(overrides or []), *extra], config_file=config)
+    spec = (load_sweep(sweep, name=name) if sweep else
+            seed_sweep(name or f"{base.run.name}-seeds", seeds, first_seed=base.run.seed))
+    try:
+        from streamguard.distributed.tune import run_sweep
+    except ImportError as exc:
+        raise ConfigError(f"sweeps need Ray Tune and Optuna ({exc.name} is missing): "
+                          "pip install 'streamguard[ray]'") from None
+    if fresh:
+        from streamguard.rundir import RunDir
+
+        if RunDir(base.run.storage_path, spec.name, **base.storage.model_dump()).storage.list():
+            raise ConfigError(f"sweep {spec.name!r} already exists under {base.run.storage_path}; "
+                              "drop --fresh to restore it, or pick another --name")
+    out = run_sweep(base, spec, restore=not fresh)
+    typer.echo(f"\nSweep {spec.name}: {len(out.results)} trials ({int(out.results['finished'].sum())} finished) "
+               f"in {out.wall_s:.0f} s{' (restored)' if out.restored else ''}")
+    if out.best is not None:
+        typer.echo(f"  best: trial {out.best['trial_id']} {spec.metric} {out.best[spec.metric]:.4f}")
+    typer.echo(f"  results:     {out.root.display('results.csv')}")
+    typer.echo(f"  best config: {out.root.display('best_config.yaml')}")
+    typer.echo(f"  plots:       {out.root.display('plots')}")
+    typer.echo(f"  TensorBoard: tensorboard --logdir {out.root.uri}")
+
+
 data_app = typer.Typer(help="Prepare datasets once into Parquet shards with a manifest, and inspect them.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")

@@ -37,7 +37,9 @@ RUN = ["data.synthetic_size=480", "model.gnn.hidden=32", "model.gnn.layers=2", "
 def cluster(s3_server):
     from streamguard.distributed.local_cluster import LocalCluster
 
-    c = LocalCluster(worker_nodes=2, env={**CREDS, "AWS_ENDPOINT_URL": s3_server})
+    # Ray exports application metrics every second (default 10 s) for the Prometheus check.
+    c = LocalCluster(worker_nodes=2, env={**CREDS, "AWS_ENDPOINT_URL": s3_server,
+                                          "RAY_metrics_report_interval_ms": "1000"})
     yield c
     c.shutdown()
 
@@ -111,7 +113,8 @@ def _wait_mid_run(run: Run, proc, at_least: int = 7):
     wait_for(lambda: run.committed() and run.progress() >= at_least, timeout=240, what="training under way", proc=proc)
 
 
-def test_sigkill_one_worker_resumes_from_newest_checkpoint(cluster, s3_server, bucket):
+def test_sigkill_one_worker_resumes_from_newest_checkpoint(cluster, s3_server, bucket, tmp_path):
+    prom = _prometheus(cluster, tmp_path)
     run = Run(cluster, s3_server, bucket, "kill-worker")
     proc = run.start()
     _wait_mid_run(run, proc)
@@ -124,6 +127,33 @@ def test_sigkill_one_worker_resumes_from_newest_checkpoint(cluster, s3_server, b
     first = metrics["resumes"][0]
     assert first["from_step"] >= _step(newest)  # the newest checkpoint, not an older one
     assert first["lost_steps"] <= 5 + (progress - _step(newest))  # at most one checkpoint interval (+ in-flight)
+    if prom is not None:  # a real Prometheus scraped the workers through Ray's service discovery
+        try:
+            sel = 'run="kill-worker", track="gnn"'
+            assert float(prom.query(f"max(max_over_time(ray_streamguard_global_step{{{sel}}}[15m]))")[0]["value"][1]) \
+                == 48  # 4 epochs x 12 steps
+            assert float(prom.query(f'sum(ray_streamguard_restarts_total{{{sel}, rank="0"}})')[0]["value"][1]) >= 1
+            ranks = {r["metric"]["rank"] for r in prom.query(f"count by (rank) (count_over_time("
+                                                              f"ray_streamguard_train_loss{{{sel}}}[15m]))")}
+            assert ranks == {"0", "1"}
+        finally:
+            prom.stop()
+
+
+def _prometheus(cluster, root):
+    """The Debian Prometheus server on 127.0.0.1, scraping every node Ray lists in its
+    service-discovery file; None (the Prometheus part is skipped) without the binary."""
+    import shutil
+    from pathlib import Path
+
+    if shutil.which("prometheus") is None:
+        return None
+    from tests.integration.test_prometheus import Prometheus
+
+    sd_file = Path(cluster.temp_dir) / "prom_metrics_service_discovery.json"
+    wait_for(sd_file.exists, timeout=60, what="Ray's Prometheus service-discovery file")
+    return Prometheus(root / "prometheus", [{"job_name": "ray", "file_sd_configs": [
+        {"files": [str(sd_file)], "refresh_interval": "2s"}]}])
 
 
 def test_node_loss_with_a_replacement_node_completes(cluster, s3_server, bucket):
@@ -247,3 +277,59 @@ def test_ray_cli_errors_are_one_line_and_fast():
     assert proc.returncode == 2 and "need --ray" in proc.stderr
     proc = run_cli("train", "--no-such-option", check=False, timeout=60)
     assert proc.returncode == 2 and "No such option: --no-such-option" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sweep_restores_after_driver_sigkill_on_s3(cluster, s3_server, bucket, tmp_path):
+    """Kill a sweep's driver mid-way and start the same command again: finished trials are
+    kept, the unfinished one resumes from its own checkpoint, and Optuna continues (a
+    from-scratch restart with the same seed would propose the first trials' params again)."""
+    from tests.integration.test_tune import SMALL, write_sweep
+
+    sweep = write_sweep(tmp_path / "sweep.yaml", "restore", samples=3, scheduler="fifo", epochs=4)
+    args = ["tune", "--sweep", str(sweep), "--address", cluster.address, *SMALL, "checkpoint.every_n_steps=3",
+            "metrics.report_interval_s=0.2", f"run.storage_path=s3://{bucket}/sweeps"]
+    s3 = boto3.client("s3", endpoint_url=s3_server, **_creds())
+    env = cli_env(**CREDS, AWS_ENDPOINT_URL=s3_server)
+    prefix = "sweeps/restore/runs/"
+
+    def keys():
+        resp = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+        return {o["Key"][len(prefix):]: o["ETag"] for o in resp.get("Contents", [])}
+
+    def state():
+        k = keys()
+        trials = {p.split("/")[0] for p in k}
+        done = {t for t in trials if f"{t}/metrics.json" in k}
+        running = {t for t in trials - done if any(p.startswith(f"{t}/checkpoints/") and p.endswith("MANIFEST.json")
+                                                   for p in k)}
+        return k, done, running
+
+    proc = subprocess.Popen(sg(*args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: (lambda _, d, r: len(d) >= 1 and len(r) >= 1)(*state()), timeout=400,
+             what="a finished trial and a running one with a checkpoint", proc=proc)
+    before, done, running = state()
+    proc.kill()
+    proc.communicate(timeout=60)
+    time.sleep(3)
+
+    again = run_cli(*args, env=env, timeout=800)
+    assert "(restored)" in again.stdout
+    table = pd_read_parquet(s3, bucket, "sweeps/restore/results.parquet")
+    assert len(table) == 3 and table["finished"].all(), table
+    after = keys()
+    for trial in done:  # kept: neither trained nor scored again
+        assert after[f"{trial}/metrics.json"] == before[f"{trial}/metrics.json"]
+        assert {p for p in after if p.startswith(f"{trial}/checkpoints/")} <= set(before)
+    for trial in running:  # resumed from its own checkpoint, not restarted
+        metrics = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}{trial}/metrics.json")["Body"].read())
+        assert metrics["resumes"] and metrics["resumes"][0]["from_step"] > 0, metrics["resumes"]
+    params = table[["param:optim.lr", "param:model.gnn.hidden"]].astype(str).agg("|".join, axis=1)
+    assert params.is_unique, params.tolist()
+
+
+def pd_read_parquet(s3, bucket, key):
+    import io
+
+    import pandas as pd
+
+    return pd.read_parquet(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))

@@ -23,7 +23,7 @@ EVERYTHING = {"head": {"podDisruptionBudget": {"enabled": True}},
                           "credentials": {"existingSecret": "s3-keys", "sessionTokenKey": "AWS_SESSION_TOKEN"}},
               "imagePullSecrets": ["regcred"], "extraEnv": [{"name": "NCCL_DEBUG", "value": "WARN"}],
               "job": {"enabled": True, "runName": "everything", "runtimeEnv": {"env_vars": {"A": "1"}}},
-              "sweep": {"enabled": True, "useCluster": True, "spec": {"space": {"optim.lr": {"choice": [0.001]}}}}}
+              "sweep": {"enabled": True, "useCluster": True, "spec": {"search": {"optim.lr": "choice([0.001])"}}}}
 SCENARIOS["everything"] = EVERYTHING
 
 
@@ -148,7 +148,7 @@ def test_entrypoints_run_the_preset_with_the_mounted_config():
     sweep = jobs["sweep"]["spec"]["entrypoint"]
     assert sweep.startswith("python /home/ray/streamguard/ray_jobs/tune.py --preset devign-hybrid "
                             "--sweep /etc/streamguard/sweep.yaml ")
-    assert "'train.epochs=4'" in sweep and "'run.name=devign-hybrid-sweep'" in sweep
+    assert "'train.epochs=4'" in sweep and " --name devign-hybrid-sweep " in sweep
     cm = kube.one(objects, "ConfigMap") if len(kube.by_kind(objects, "ConfigMap")) == 1 else \
         next(c for c in kube.by_kind(objects, "ConfigMap") if c["metadata"]["name"].endswith("-config"))
     assert {"run.yaml", "sweep.yaml"} <= set(cm["data"])
@@ -396,3 +396,27 @@ def test_values_are_documented():
             undocumented.append(f"{i + 1}: {m.group(2)}")
         stack.append((indent, documented))
     assert not undocumented, undocumented
+
+
+def test_sweep_example_is_a_valid_sweep_for_its_preset(tmp_path):
+    """The chart's sweep.yaml is read by `ray_jobs/tune.py --sweep`: it must parse as a sweep
+    and every searched key and bound must make a valid config of the preset."""
+    import yaml as _yaml
+
+    from streamguard import config as cfgmod
+    from streamguard.sweep import load_sweep, validate
+
+    values = _yaml.safe_load((kube.CHART / "examples" / "sweep.yaml").read_text())
+    objects, _ = kube.render(values)
+    cm = next(c for c in kube.by_kind(objects, "ConfigMap") if "sweep.yaml" in c.get("data", {}))
+    (tmp_path / "sweep.yaml").write_text(cm["data"]["sweep.yaml"])
+    spec = load_sweep(tmp_path / "sweep.yaml")
+    assert spec.name == values["sweep"]["runName"] and spec.scheduler.type == "asha"
+    validate(cfgmod.load(values["sweep"]["preset"], values["sweep"]["overrides"]), spec)
+
+
+def test_head_sets_fast_node_death_detection():
+    objects, _ = kube.render({"head": {"nodeHealthCheck": {"periodMs": 500, "failureThreshold": 4}}})
+    head = kube.one(objects, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in head["env"]}
+    assert env["RAY_health_check_period_ms"] == "500" and env["RAY_health_check_failure_threshold"] == "4"

@@ -264,10 +264,15 @@ headGroupSpec:
               containerPort: 10001
               protocol: TCP
             {{- include "streamguard.metricsPorts" . | nindent 12 }}
-          {{- if $env }}
           env:
+            {{- if $env }}
             {{- $env | nindent 12 }}
-          {{- end }}
+            {{- end }}
+            # Node-death detection (GCS system config, read from the head's environment).
+            - name: RAY_health_check_period_ms
+              value: {{ .Values.head.nodeHealthCheck.periodMs | int64 | quote }}
+            - name: RAY_health_check_failure_threshold
+              value: {{ .Values.head.nodeHealthCheck.failureThreshold | int64 | quote }}
           resources:
             {{- toYaml .Values.head.resources | nindent 12 }}
           securityContext:
@@ -422,4 +427,11 @@ spec:
           securityContext:
             {{- toYaml $root.Values.securityContext | nindent 12 }}
   {{- end }}
+{{- end }}
+
+{{/*
+The sweep's name: its directory under the storage URI; resubmitting the same name restores it.
+*/}}
+{{- define "streamguard.sweepName" -}}
+{{- .Values.sweep.runName | default (printf "%s-sweep" .Values.sweep.preset) -}}
 {{- end }}

@@ -162,6 +162,13 @@ head:
   # and actor off the head. The chart adds `dashboard-host` and `metrics-export-port`.
   rayStartParams:
     num-cpus: "0"
+  nodeHealthCheck:
+    # -- How often the GCS checks each node (`RAY_health_check_period_ms` on the head; Ray's default
+    # 3000). With `failureThreshold`, a lost spot node is noticed after about period x threshold
+    # instead of ~15 s or more; too low turns long GC pauses into restarts (docs/operations.md).
+    periodMs: 1000
+    # -- Missed checks before a node is declared dead (`RAY_health_check_failure_threshold`).
+    failureThreshold: 5
   # -- Extra head pod labels.
   labels: {}
   # -- Extra head pod annotations.
@@ -294,12 +301,14 @@ sweep:
   enabled: false
   # -- Preset every trial starts from.
   preset: devign-gnn
-  # -- Sweep run name (sets `run.name`); each trial is one Ray Train run under it. Empty: `<preset>-sweep`.
+  # -- Sweep name (`tune.py --name`): the sweep lives in `<storage.uri>/<name>`, each trial's Ray Train
+  # run in `<name>/runs/<trial id>`; resubmitting the same name restores the sweep. Empty: `<preset>-sweep`.
   runName: ""
   # -- Extra `key=value` config overrides for every trial, passed on the tune.py command line.
   overrides: []
-  # -- The sweep file given to `ray_jobs/tune.py --sweep` (search space as dotted config keys, trials,
-  # metric), written to `sweep.yaml` in the run config ConfigMap.
+  # -- The sweep file given to `ray_jobs/tune.py --sweep`, written to `sweep.yaml` in the run config
+  # ConfigMap: `num_samples`, `metric`, `search` (dotted config key: `loguniform(a, b)`, `uniform(a, b)`,
+  # `randint(a, b)`, `choice([...])`...), `overrides`, `scheduler` (see `streamguard tune --help`).
   spec: {}
   # -- Reuse this release's long-running RayCluster instead of an inline one.
   useCluster: false
@@ -683,6 +692,21 @@ VALUES_SCHEMA_JSON = r"""{
             }
           },
           "additionalProperties": false
+        },
+        "nodeHealthCheck": {
+          "type": "object",
+          "properties": {
+            "periodMs": {
+              "type": "integer",
+              "minimum": 100
+            },
+            "failureThreshold": {
+              "type": "integer",
+              "minimum": 1
+            }
+          },
+          "additionalProperties": false,
+          "description": "GCS node health checks: detection of a lost node takes about periodMs x failureThreshold"
         }
       },
       "additionalProperties": false

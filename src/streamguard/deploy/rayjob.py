@@ -208,8 +208,10 @@ def ray_cluster_spec(release: str, values: dict[str, Any], config_map: str) -> d
         "ports": [{"name": "gcs-server", "containerPort": 6379, "protocol": "TCP"},
                   {"name": "dashboard", "containerPort": 8265, "protocol": "TCP"},
                   {"name": "client", "containerPort": 10001, "protocol": "TCP"}, *_metrics_ports(v)]}
-    if env:
-        head_container["env"] = env
+    health = head["nodeHealthCheck"]
+    head_container["env"] = [*env, {"name": "RAY_health_check_period_ms", "value": str(int(health["periodMs"]))},
+                             {"name": "RAY_health_check_failure_threshold",
+                              "value": str(int(health["failureThreshold"]))}]
     head_container.update({"resources": copy.deepcopy(head["resources"]),
                            "securityContext": copy.deepcopy(v["securityContext"]), "volumeMounts": mounts})
     head_pod["containers"] = [head_container]

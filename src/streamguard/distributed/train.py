@@ -169,8 +169,11 @@ def connect(cfg: Config) -> bool:
                               "there? Use --address auto inside a cluster, or drop --address to start a local Ray")
         return False
     log.info("no Ray address given (ray.address / RAY_ADDRESS): starting a local Ray")
+    # The dashboard is not optional: Ray Train's PlacementGroupCleaner asks its State API
+    # whether a run is over, and without it every finished run (e.g. each Tune trial) keeps
+    # its placement group, so the next run waits for CPUs forever.
     ray.init(address="local", runtime_env=env, _temp_dir=tempfile.mkdtemp(prefix="sgray", dir="/tmp"),
-             _system_config=system_config(cfg.ray), include_dashboard=False)
+             _system_config=system_config(cfg.ray), include_dashboard=True, dashboard_host="127.0.0.1")
     return True
 
 
@@ -202,7 +205,7 @@ def worker_main(payload: dict) -> dict:
     os.environ["RANK"] = str(ctx.get_world_rank())  # log format and rank-aware helpers
     _setup_logging()
     cfg = Config.from_dict(payload["config"])
-    labels = {"run": cfg.run.name, "track": cfg.model.track, "trial": payload.get("trial", ""),
+    labels = {"run": payload.get("run_label") or cfg.run.name, "track": cfg.model.track, "trial": payload.get("trial", ""),
               "rank": str(ctx.get_world_rank())}
     rt = RayRuntime(cfg, trial=labels["trial"], sinks=_sinks(labels))
     started = time.perf_counter()
@@ -237,8 +240,10 @@ def _jsonable(metrics: dict) -> dict:
 # --------------------------------------------------------------------------- the driver
 
 
-def train_on_ray(cfg: Config, *, trial: str = "") -> Outcome:
-    """Run (or resume) `cfg.run.name` on Ray Train and wait for it."""
+def train_on_ray(cfg: Config, *, trial: str = "", run_label: str | None = None, callbacks=()) -> Outcome:
+    """Run (or resume) `cfg.run.name` on Ray Train and wait for it. In a Tune sweep, `trial`
+    and `run_label` (the sweep name) label the live metrics, and `callbacks` forward the
+    Train reports to the trial."""
     from streamguard.distributed.runtime import (
         STOP_NAMESPACE,
         StopSignal,
@@ -262,7 +267,7 @@ def train_on_ray(cfg: Config, *, trial: str = "") -> Outcome:
     use_gpu = r.gpus_per_worker > 0
     trainer = TorchTrainer(
         worker_main,
-        train_loop_config={"config": cfg.to_dict(), "trial": trial},
+        train_loop_config={"config": cfg.to_dict(), "trial": trial, "run_label": run_label or cfg.run.name},
         torch_config=StreamGuardTorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=r.num_workers, use_gpu=use_gpu,
@@ -272,7 +277,7 @@ def train_on_ray(cfg: Config, *, trial: str = "") -> Outcome:
             failure_config=ray.train.FailureConfig(max_failures=r.max_failures,
                                                    max_preemption_failures=r.max_preemption_failures),
             # Retention is ours (CheckpointStore.prune: newest N plus the best), run at each commit.
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=None)),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=None), callbacks=list(callbacks)),
     )
     log.info("Ray Train: run %s, %d worker(s) (%s), storage %s", cfg.run.name, r.num_workers,
              "GPU/NCCL" if use_gpu else "CPU/gloo", run.uri)

@@ -75,7 +75,7 @@ def preset_overrides(name: str, tmp_path) -> list[str]:
         if (SHARED / "data").is_dir():
             extra += [f"data.source={cfg.data.source.replace('../shared', str(SHARED))}",
                       f"data.valid_source={cfg.data.valid_source.replace('../shared', str(SHARED))}",
-                      "data.limit=120"]
+                      f"data.limit={60 if cfg.model.track == 'transformer' else 120}"]
         else:
             extra += ["data.source=synthetic", "data.valid_source=null", "data.synthetic_size=160",
                       "data.valid_fraction=0.15", "data.limit=null"]

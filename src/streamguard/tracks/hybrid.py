@@ -2,8 +2,7 @@
 function, fused (concatenation or a learned gate) before one head.
 
 Both views come from the same prepared row, so the graph batch and the token batch line
-up sample by sample. The BiLSTM reads packed sequences: compute follows the real window
-lengths, not the padding.
+up sample by sample.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from functools import partial
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.utils.data import DataLoader
 
 from streamguard.errors import ConfigError
@@ -22,24 +20,39 @@ from streamguard.tracks.gnn import GraphEncoder, graph_encoder_args
 
 
 class SequenceEncoder(nn.Module):
-    """Token window -> BiLSTM -> masked mean and max over time ([B, 4 * hidden])."""
+    """Token window -> BiLSTM -> masked mean and max over time ([B, 4 * hidden]).
+
+    Each direction is its own LSTM on the padded batch; the backward one reads every row's
+    real tokens reversed (a gather), so padding never reaches a real token's state. This
+    avoids packed sequences, whose backward on CPU copies the whole input once per time
+    step (quadratic in the window: 5x slower here)."""
 
     def __init__(self, *, vocab_size: int, pad_id: int, embedding: int, hidden: int, layers: int, dropout: float,
                  max_tokens: int):
         super().__init__()
         self.max_tokens = max_tokens
         self.emb = nn.Embedding(vocab_size, embedding, padding_idx=pad_id)
-        self.lstm = nn.LSTM(embedding, hidden, num_layers=layers, batch_first=True, bidirectional=True,
-                            dropout=dropout if layers > 1 else 0.0)
+        self.forward_lstms = nn.ModuleList(nn.LSTM(embedding if i == 0 else 2 * hidden, hidden, batch_first=True)
+                                           for i in range(layers))
+        self.backward_lstms = nn.ModuleList(nn.LSTM(embedding if i == 0 else 2 * hidden, hidden, batch_first=True)
+                                            for i in range(layers))
+        self.dropout = nn.Dropout(dropout)
         self.out_dim = 4 * hidden
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         ids, mask = input_ids[:, :self.max_tokens], attention_mask[:, :self.max_tokens]
-        lengths = mask.sum(1).clamp_min(1).cpu()  # a host sync: pack needs lengths on the CPU
-        packed = pack_padded_sequence(self.emb(ids), lengths, batch_first=True, enforce_sorted=False)
-        states, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=ids.shape[1])
-        masked = states.masked_fill(mask.unsqueeze(-1) == 0, torch.finfo(states.dtype).min)
-        return torch.cat([masked_mean(states, mask), masked.max(dim=1).values], dim=1)
+        steps = torch.arange(ids.shape[1], device=ids.device)[None]
+        lengths = mask.sum(1, keepdim=True)
+        rev = torch.where(steps < lengths, lengths - 1 - steps, steps)  # reverses each row's real tokens
+        x = self.emb(ids)
+        for i, (fwd, bwd) in enumerate(zip(self.forward_lstms, self.backward_lstms)):
+            if i:
+                x = self.dropout(x)
+            f, _ = fwd(x)
+            b, _ = bwd(x.gather(1, rev[..., None].expand_as(x)))
+            x = torch.cat([f, b.gather(1, rev[..., None].expand_as(b))], dim=-1)
+        masked = x.masked_fill(mask.unsqueeze(-1) == 0, torch.finfo(x.dtype).min)
+        return torch.cat([masked_mean(x, mask), masked.max(dim=1).values], dim=1)
 
 
 class HybridClassifier(nn.Module):

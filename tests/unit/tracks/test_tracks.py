@@ -89,6 +89,19 @@ def test_hybrid_with_gate_and_cwe_head(splits, tmp_path):
     assert _step_and_predict(cfg, splits, tmp_path)["cwe_probs"] is not None
 
 
+def test_bilstm_ignores_padding_in_both_directions():
+    from streamguard.tracks.hybrid import SequenceEncoder
+
+    torch.manual_seed(0)
+    enc = SequenceEncoder(vocab_size=50, pad_id=1, embedding=8, hidden=4, layers=2, dropout=0.0, max_tokens=64).eval()
+    ids = torch.randint(2, 50, (2, 10))
+    mask = torch.tensor([[1] * 10, [1] * 6 + [0] * 4])
+    ids[1, 6:] = 1
+    longer = torch.cat([ids, torch.ones(2, 5, dtype=torch.long)], 1)
+    torch.testing.assert_close(enc(ids, mask), enc(longer, torch.cat([mask, torch.zeros(2, 5, dtype=mask.dtype)], 1)))
+    torch.testing.assert_close(enc(ids[1:, :6], mask[1:, :6]), enc(ids, mask)[1:])  # no trace of the padding
+
+
 def test_transformer_on_a_tiny_roberta_built_locally(roberta, tmp_path):
     cfg = config.load("quickstart", [*SMALL, "model.track=transformer", f"model.transformer.backbone={roberta}", "model.transformer.freeze_layers=0",
                                      "model.transformer.pooling=attention", "data.max_tokens=64"])

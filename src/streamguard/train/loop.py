@@ -147,8 +147,9 @@ def fit(cfg: Config, rt: Runtime) -> Fit:
                 _save(cfg, rt, model, optimizer, scheduler, state, {"global_step": state.global_step,
                                                                     "epoch": state.epoch}, urgent=bool(stop), ema=ema)
             if stop:
-                raise Preempted(f"stopped ({STOP_REASONS[stop]}) at epoch {state.epoch} step {state.step_in_epoch}; "
-                                "checkpoint committed", reason=STOP_REASONS[stop])
+                what = "preempted" if STOP_REASONS[stop] == "preemption" else "stopped (driver shutdown)"
+                raise Preempted(f"{what} at epoch {state.epoch} step {state.step_in_epoch}; checkpoint committed",
+                                reason=STOP_REASONS[stop])
 
         train_loss = (loss_sum / max(1, state.step_in_epoch)).item()  # host sync, once per epoch
         samples_per_s = seen * rt.world_size / max(1e-9, time.perf_counter() - t0)

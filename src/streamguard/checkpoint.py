@@ -16,7 +16,6 @@ A checkpoint without a valid manifest does not exist. `CheckpointStore` keeps th
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import random
@@ -32,7 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from streamguard.errors import CheckpointError, StorageError
-from streamguard.storage import Storage
+from streamguard.storage import Storage, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ def save(directory: str | Path, *, model: torch.nn.Module, optimizer=None, sched
         payload["rng_per_rank"] = rng_states
     (d / STATE).write_text(json.dumps(payload, indent=1))
     (d / CONFIG).write_text(config_yaml)
-    files = {p.name: {"sha256": _sha256(p), "size": p.stat().st_size}
+    files = {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size}
              for p in sorted(d.iterdir()) if p.name != MANIFEST and p.is_file()}
     manifest = {"format": FORMAT_VERSION, "global_step": state.global_step, "epoch": state.epoch,
                 "metric": metric, "created": time.time(), "files": files}
@@ -114,7 +113,7 @@ def verify(directory: str | Path) -> dict:
             raise CheckpointError(f"{d}: {name} listed in the manifest is missing")
         if path.stat().st_size != meta["size"]:
             raise CheckpointError(f"{d}: {name} has {path.stat().st_size} bytes, manifest says {meta['size']} (truncated?)")
-        if _sha256(path) != meta["sha256"]:
+        if sha256_file(path) != meta["sha256"]:
             raise CheckpointError(f"{d}: {name} fails its sha256 check (corrupt)")
     return manifest
 
@@ -253,14 +252,6 @@ class CheckpointStore:
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _b64(t: torch.Tensor) -> str:

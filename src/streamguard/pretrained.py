@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from streamguard.errors import ConfigError, StorageError
+from streamguard.storage import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +145,6 @@ def _cache_root() -> Path:
     return Path(os.environ.get("STREAMGUARD_CACHE", Path.home() / ".cache" / "streamguard")) / "pretrained"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def parse_checksums(text: str, where: str) -> dict[str, str]:
     """`sha256sum` output -> {relative path: sha256}; paths may not leave the directory."""
     out = {}
@@ -171,7 +164,7 @@ def parse_checksums(text: str, where: str) -> dict[str, str]:
 def verify_dir(directory: Path, sums: dict[str, str]) -> list[str]:
     """Names whose file is missing or fails its sha256."""
     return [rel for rel, digest in sums.items()
-            if not (directory / rel).is_file() or _sha256(directory / rel) != digest]
+            if not (directory / rel).is_file() or sha256_file(directory / rel) != digest]
 
 
 def fetch_s3(uri: str, *, storage_options: dict | None = None) -> Path:

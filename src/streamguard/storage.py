@@ -8,6 +8,7 @@ caller (config `storage.endpoint_url`) or the standard AWS environment variables
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -47,6 +48,16 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks: the one checksum of checkpoints, bundles and
+    downloaded backbones."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def is_s3(uri: str) -> bool:

@@ -8,7 +8,7 @@ import torch
 from streamguard import checkpoint
 from streamguard.checkpoint import CheckpointStore, TrainState
 from streamguard.errors import CheckpointError
-from streamguard.storage import LocalStorage
+from streamguard.storage import LocalStorage, sha256_file
 
 
 def _model(seed=0):
@@ -120,7 +120,7 @@ def test_pickled_code_in_optimizer_file_is_refused(tmp_path):
     torch.save({"state": Evil()}, d / "optimizer.pt")
     # re-sign the manifest so only the unpickling guard stands in the way
     manifest = json.loads((d / checkpoint.MANIFEST).read_text())
-    manifest["files"]["optimizer.pt"] = {"sha256": checkpoint._sha256(d / "optimizer.pt"),
+    manifest["files"]["optimizer.pt"] = {"sha256": sha256_file(d / "optimizer.pt"),
                                          "size": (d / "optimizer.pt").stat().st_size}
     (d / checkpoint.MANIFEST).write_text(json.dumps(manifest))
     model = _model()

@@ -46,6 +46,7 @@ from streamguard.errors import (
     StorageError,
     StreamGuardError,
 )
+from streamguard.storage import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +60,13 @@ class BundleError(StreamGuardError):
     """A bundle that is incomplete, altered, or made for other code."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
 def write_manifest(root: Path) -> dict:
     manifest = {"format": FORMAT, "kind": KIND,
-                "files": {p.relative_to(root).as_posix(): {"sha256": _sha256(p), "size": p.stat().st_size}
+                "files": {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size}
                           for p in _files(root)}}
     tmp = root / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
@@ -104,7 +97,7 @@ def verify_bundle(root: str | Path) -> dict:
         if path.stat().st_size != meta["size"]:
             raise BundleError(f"{root}: {rel} has {path.stat().st_size} bytes, the manifest says {meta['size']} "
                               "(truncated or altered)")
-        if _sha256(path) != meta["sha256"]:
+        if sha256_file(path) != meta["sha256"]:
             raise BundleError(f"{root}: {rel} fails its sha256 check (altered or corrupt); re-export the bundle")
     return manifest
 

@@ -112,16 +112,24 @@ def stop_signal_name(run_name: str) -> str:
     return f"stop:{run_name}"
 
 
-def _drain_notice() -> bool:
-    """True once Ray Train's preemption watcher flagged this worker's group (node drain).
-    Read from the worker's own context: `ray.train.get_preemption_info()` is a collective,
-    too costly per step, and our per-step all-reduce already spreads the flag."""
+def _drain_notice_reader():
+    """A cheap per-step check of Ray Train's preemption flag for this worker (node drain).
+    It reads the worker's own train context: `ray.train.get_preemption_info()` is a
+    collective, too costly per step, and our per-step all-reduce already spreads the flag.
+    Resolved once; without the internal API, drains are seen as node loss."""
     try:
         from ray.train.v2._internal.execution.context import get_train_context
+    except ImportError:  # internal API moved
+        log.warning("this Ray exposes no preemption context: a node drain is handled as a node loss")
+        return lambda: False
 
-        return get_train_context().preemption_context.preemption_info is not None
-    except Exception:  # noqa: BLE001 - internal API; without it, drains are seen as node loss
-        return False
+    def read() -> bool:
+        try:
+            return get_train_context().preemption_context.preemption_info is not None
+        except (AttributeError, RuntimeError):
+            return False
+
+    return read
 
 
 # --------------------------------------------------------------------------- runtime
@@ -147,6 +155,7 @@ class RayRuntime:
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll_driver, name="stop-poller", daemon=True)
         self._poller.start()
+        self._drain_notice = _drain_notice_reader()
         _TRAINING.set()
 
     # ---------------------------------------------------------------- stop
@@ -166,7 +175,7 @@ class RayRuntime:
     def stop_requested(self) -> str | None:
         if self._driver_stop.is_set():
             return "shutdown"
-        if _SIGTERM.is_set() or _drain_notice():
+        if _SIGTERM.is_set() or self._drain_notice():
             return "preemption"
         return None
 

@@ -158,12 +158,11 @@ def connect(cfg: Config) -> bool:
     if ray.is_initialized():
         return False
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    env = {"env_vars": train_env(cfg.ray)}
     if address:
         log.info("joining the Ray cluster at %s", address)
         _check_reachable(address)
         try:
-            ray.init(address=address, runtime_env=env, log_to_driver=True)
+            ray.init(address=address, log_to_driver=True)
         except ConnectionError as exc:
             raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {exc}. Is `ray start --head` running "
                               "there? Use --address auto inside a cluster, or drop --address to start a local Ray")
@@ -172,7 +171,7 @@ def connect(cfg: Config) -> bool:
     # The dashboard is not optional: Ray Train's PlacementGroupCleaner asks its State API
     # whether a run is over, and without it every finished run (e.g. each Tune trial) keeps
     # its placement group, so the next run waits for CPUs forever.
-    ray.init(address="local", runtime_env=env, _temp_dir=tempfile.mkdtemp(prefix="sgray", dir="/tmp"),
+    ray.init(address="local", _temp_dir=tempfile.mkdtemp(prefix="sgray", dir="/tmp"),
              _system_config=system_config(cfg.ray), include_dashboard=True, dashboard_host="127.0.0.1")
     return True
 
@@ -255,7 +254,6 @@ def train_on_ray(cfg: Config, *, trial: str = "", run_label: str | None = None, 
     os.environ.update(train_env(cfg.ray))  # read by the controller; Ray propagates RAY_TRAIN_* to workers
     cfg = resolved(cfg)
     run = RunDir(cfg.run.storage_path, cfg.run.name, **cfg.storage.model_dump())  # fails early on bad storage
-    run.write_text("config.yaml", cfg.to_yaml())
     reconcile_ray_snapshot(run)
     started = connect(cfg)
     storage_path, fs = storage_for_ray(cfg)

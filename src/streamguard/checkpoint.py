@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from streamguard.errors import CheckpointError, StorageError
-from streamguard.storage import Storage, sha256_file
+from streamguard.storage import Storage, file_entry, file_problem
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,7 @@ def save(directory: str | Path, *, model: torch.nn.Module, optimizer=None, sched
         payload["rng_per_rank"] = rng_states
     (d / STATE).write_text(json.dumps(payload, indent=1))
     (d / CONFIG).write_text(config_yaml)
-    files = {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size}
-             for p in sorted(d.iterdir()) if p.name != MANIFEST and p.is_file()}
+    files = {p.name: file_entry(p) for p in sorted(d.iterdir()) if p.name != MANIFEST and p.is_file()}
     manifest = {"format": FORMAT_VERSION, "global_step": state.global_step, "epoch": state.epoch,
                 "metric": metric, "created": time.time(), "files": files}
     tmp = d / f".{MANIFEST}.tmp"
@@ -107,14 +106,8 @@ def verify(directory: str | Path) -> dict:
     files = manifest.get("files")
     if manifest.get("format") != FORMAT_VERSION or not isinstance(files, dict) or MODEL not in files:
         raise CheckpointError(f"{d}: {MANIFEST} has an unknown format")
-    for name, meta in files.items():
-        path = d / name
-        if not path.is_file():
-            raise CheckpointError(f"{d}: {name} listed in the manifest is missing")
-        if path.stat().st_size != meta["size"]:
-            raise CheckpointError(f"{d}: {name} has {path.stat().st_size} bytes, manifest says {meta['size']} (truncated?)")
-        if sha256_file(path) != meta["sha256"]:
-            raise CheckpointError(f"{d}: {name} fails its sha256 check (corrupt)")
+    if (problem := file_problem(d, files)) is not None:
+        raise CheckpointError(f"{d}: {problem}")
     return manifest
 
 

@@ -60,6 +60,25 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def file_entry(path: str | Path) -> dict:
+    """A manifest entry: the file's sha256 and size."""
+    return {"sha256": sha256_file(path), "size": Path(path).stat().st_size}
+
+
+def file_problem(root: str | Path, files: dict[str, dict]) -> str | None:
+    """The first file of a manifest (`{relative path: file_entry}`) that is missing, has the
+    wrong size or fails its sha256, described for an error message; None if all verify."""
+    for rel, meta in files.items():
+        path = Path(root) / rel
+        if not path.is_file():
+            return f"{rel} is listed in the manifest but missing"
+        if path.stat().st_size != meta["size"]:
+            return f"{rel} has {path.stat().st_size} bytes, the manifest says {meta['size']} (truncated or altered)"
+        if sha256_file(path) != meta["sha256"]:
+            return f"{rel} fails its sha256 check (altered or corrupt)"
+    return None
+
+
 def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
 

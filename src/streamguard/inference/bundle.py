@@ -46,7 +46,7 @@ from streamguard.errors import (
     StorageError,
     StreamGuardError,
 )
-from streamguard.storage import sha256_file
+from streamguard.storage import file_entry, file_problem
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,7 @@ def _files(root: Path) -> list[Path]:
 
 def write_manifest(root: Path) -> dict:
     manifest = {"format": FORMAT, "kind": KIND,
-                "files": {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size}
-                          for p in _files(root)}}
+                "files": {p.relative_to(root).as_posix(): file_entry(p) for p in _files(root)}}
     tmp = root / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
     tmp.replace(root / MANIFEST)
@@ -90,15 +89,8 @@ def verify_bundle(root: str | Path) -> dict:
         raise BundleError(f"{root}/{MANIFEST} is not a StreamGuard inference bundle manifest")
     if manifest.get("format") != FORMAT:
         raise BundleError(f"{root}: bundle format {manifest.get('format')}, this streamguard reads format {FORMAT}")
-    for rel, meta in files.items():
-        path = root / rel
-        if not path.is_file():
-            raise BundleError(f"{root}: {rel} is listed in {MANIFEST} but missing")
-        if path.stat().st_size != meta["size"]:
-            raise BundleError(f"{root}: {rel} has {path.stat().st_size} bytes, the manifest says {meta['size']} "
-                              "(truncated or altered)")
-        if sha256_file(path) != meta["sha256"]:
-            raise BundleError(f"{root}: {rel} fails its sha256 check (altered or corrupt); re-export the bundle")
+    if (problem := file_problem(root, files)) is not None:
+        raise BundleError(f"{root}: {problem}; re-export the bundle")
     return manifest
 
 

@@ -36,8 +36,8 @@ def bare_ast_graph(code: bytes, max_nodes: int = 4000, buckets: int = 4096) -> i
     edges (written as tightly as parse_function's walk, so the ratio is not flattered)."""
     root = _parser("c").parse(code).root_node
     error_id = num_node_types("c") - 1  # C block: offset 0 in the shared vocabulary
-    types, tokens, src, dst = [], [], [], []
-    add_type, add_token, add_src, add_dst = types.append, tokens.append, src.append, dst.append
+    types, tokens, parents = [], [], []  # AST edge i: parents[i] -> node i + 1 (as parse_function)
+    add_type, add_token, add_parent = types.append, tokens.append, parents.append
     queue = deque([(root, -1)])
     pop, push = queue.popleft, queue.extend
     idx = -1
@@ -49,13 +49,13 @@ def bare_ast_graph(code: bytes, max_nodes: int = 4000, buckets: int = 4096) -> i
         kind = node.kind_id
         add_type(kind if kind < error_id else error_id)
         if node.child_count == 0:
-            add_token(token_bucket(code[node.start_byte:node.end_byte], buckets))
+            start, end = node.byte_range
+            add_token(token_bucket(code[start:end], buckets))
         else:
             add_token(0)
             push(zip(node.children, repeat(idx)))
         if parent >= 0:
-            add_src(parent)
-            add_dst(idx)
+            add_parent(parent)
     return len(types)
 
 

@@ -14,8 +14,6 @@ Nothing raises for bad input: an unexpected failure is counted as `failed:<Error
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from itertools import chain
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,14 +93,10 @@ def process_record(record: dict, s: ProcessSettings, tokenizer=None) -> tuple[di
         "edge_type": g.edge_type, "span_start": g.span[:, 0].astype(np.int32), "span_end": g.span[:, 1].astype(np.int32),
     })
     if tokenizer is not None:
-        from streamguard.data.tokens import tokenize_function
+        from streamguard.data.tokens import encode_window
 
-        tok = tokenize_function(tokenizer, text, max_len=s.max_tokens)
-        flat = chain.from_iterable(tok["offsets"])
-        offsets = np.fromiter(flat, dtype=np.int32, count=2 * len(tok["offsets"])).reshape(-1, 2)
-        row.update({"input_ids": tok["input_ids"], "offset_start": offsets[:, 0], "offset_end": offsets[:, 1],
-                    "n_tokens_full": tok["n_tokens_full"], "window_start": tok["window_start"],
-                    "window_reason": tok["window_reason"]})
+        tok = encode_window(tokenizer, text, max_len=s.max_tokens)
+        row.update(tok._asdict())
     else:
         row.update({"input_ids": [], "offset_start": [], "offset_end": [], "n_tokens_full": 0,
                     "window_start": 0, "window_reason": "disabled"})

@@ -25,8 +25,10 @@ Speed: for the builtin tokenizer (or a copy of it), ``encode`` splits the text i
 pre-tokenisation pieces in Python (:data:`SPLIT_PATTERN`, the same split as the Rust
 pipeline) and caches the Rust BPE encoding of each distinct piece; C code repeats its pieces
 so much that this is ~3x faster than the Rust pipeline's per-character bookkeeping, with
-identical ids and offsets (tested on Devign and Juliet). Other tokenizers use the plain Rust
-call.
+identical ids and offsets (tested on Devign and Juliet). A piece's cache entry holds its ids
+and token lengths as raw C-int bytes, so :func:`encode_window` (the preparation path) builds
+a function's ids and offsets with two ``bytes.join`` calls and NumPy, without a Python object
+per token. Other tokenizers use the plain Rust call.
 
 Offsets
 -------
@@ -54,10 +56,11 @@ import importlib.resources
 import json
 import os
 import re
-from itertools import accumulate, chain, islice
+from array import array
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -65,7 +68,8 @@ from streamguard.errors import DataError
 
 __all__ = [
     "BUILTIN_TOKENIZER", "RISKY_APIS", "FORMAT_APIS", "SPLIT_PATTERN", "TokenizerHandle", "load_tokenizer",
-    "validate_tokenizer", "encode_batch", "risky_spans", "choose_window", "tokenize_function",
+    "validate_tokenizer", "encode_batch", "risky_spans", "choose_window", "tokenize_function", "encode_window",
+    "TokenWindow",
     "char_to_byte_offsets", "tokenizer_fingerprint",
 ]
 
@@ -241,15 +245,18 @@ class TokenizerHandle:
 
     def _encode_piece(self, piece: str) -> tuple:
         """Cache entry for one piece: (ids, per-token char lengths or None, offsets or None,
-        length). ASCII pieces go straight to the BPE model (the byte-level mapping of ASCII is
-        one character for one), others through the whole Rust pipeline."""
+        length), ids and lengths as the bytes of C ``int`` arrays, so a text's entries are
+        concatenated with one ``bytes.join`` each. ASCII pieces go straight to the BPE model (the byte-level
+        mapping of ASCII is one character for one), others through the whole Rust pipeline."""
         ids = None
         if piece.isascii():
-            ids = tuple([t.id for t in self._model.tokenize(piece.translate(_BYTE_LEVEL_ASCII))])
-            lens = tuple(map(self._token_len.__getitem__, ids))  # bytes = characters here
+            ids = [t.id for t in self._model.tokenize(piece.translate(_BYTE_LEVEL_ASCII))]
+            lens = list(map(self._token_len.__getitem__, ids))  # bytes = characters here
             offs = None
             if sum(lens) != len(piece):  # not a plain byte-level vocabulary after all
                 ids = None
+            else:
+                lens = array("i", lens).tobytes()
         if ids is None:
             try:
                 enc = self.backend.encode(piece, add_special_tokens=False)
@@ -257,8 +264,8 @@ class TokenizerHandle:
                 if not _SURROGATES.search(piece):
                     raise
                 enc = self.backend.encode(_sanitize(piece), add_special_tokens=False)
-            ids, offs, lens = tuple(enc.ids), tuple(enc.offsets), None
-        entry = (ids, lens, offs, len(piece))
+            ids, offs, lens = enc.ids, tuple(enc.offsets), None
+        entry = (array("i", ids).tobytes(), lens, offs, len(piece))
         if len(self._pieces) >= self.piece_cache_max:
             self._pieces.clear()
         self._pieces[piece] = entry
@@ -295,17 +302,15 @@ class TokenizerHandle:
         # and the results are concatenated with shifted offsets. This skips the Rust
         # pipeline's per-character bookkeeping, which dominates for code (many short pieces).
         pieces, entries = self._piece_entries(text)
+        ids = np.frombuffer(b"".join(map(itemgetter(0), entries)), dtype=np.intc).tolist()
         if text.isascii():  # every token covers its own characters: offsets from lengths, at C speed
-            ids = list(chain.from_iterable(map(itemgetter(0), entries)))
-            ends = list(accumulate(chain.from_iterable(map(itemgetter(1), entries))))
+            ends = np.cumsum(np.frombuffer(b"".join(map(itemgetter(1), entries)), dtype=np.intc)).tolist()
             return ids, None, ends
-        ids = []
         offsets: list[tuple[int, int]] = []
         pos = 0
-        for pid, plens, poff, length in entries:
-            ids += pid
+        for _, plens, poff, length in entries:
             if poff is None:  # an ASCII piece: its tokens tile it
-                for n in plens:
+                for n in memoryview(plens).cast("i"):
                     offsets.append((pos, pos + n))
                     pos += n
             else:
@@ -648,6 +653,43 @@ def _risky_window(n: int, starts: list[int], ends: list[int], spans, max_len: in
     return start, start + max_len, f"risky:{api}"
 
 
+class TokenWindow(NamedTuple):
+    """One function's stored window (what the shards hold), as int32 arrays."""
+    input_ids: np.ndarray     # CLS + window + SEP
+    offset_start: np.ndarray  # character offsets into the text; CLS/SEP get 0
+    offset_end: np.ndarray
+    n_tokens_full: int        # tokens of the whole function, special tokens not counted
+    window_start: int         # index of the window's first token in the full sequence
+    window_reason: str        # "full", "head" or "risky:<api>"
+
+
+def encode_window(tok: TokenizerHandle, text: str, max_len: int = 512) -> TokenWindow:
+    """Tokenise one function and keep one window (:func:`choose_window` with ``max_len - 2``),
+    framed by CLS and SEP. The preparation path: arrays, built without per-token Python
+    objects on the piece path. :func:`tokenize_function` is the same as lists."""
+    if max_len < 3:
+        raise ValueError(f"max_len must be >= 3 (CLS + SEP + at least one token), got {max_len}")
+    budget = max_len - 2
+    if tok._fast_ascii(text):
+        ids, starts, ends, n, start, reason = _window_ascii(tok, text, budget)
+    else:
+        ids, offsets = tok.encode(text)
+        n = len(ids)
+        start, end, reason = (0, n, "full") if n <= budget else _trim(n, None, offsets, text, budget)
+        ids = np.asarray(ids[start:end], dtype=np.int32)
+        pairs = np.asarray(offsets[start:end], dtype=np.int32).reshape(-1, 2)
+        starts, ends = pairs[:, 0], pairs[:, 1]
+    return TokenWindow(_framed(ids, tok.cls_id, tok.sep_id), _framed(starts, 0, 0), _framed(ends, 0, 0),
+                       n, start, reason)
+
+
+def _framed(values: np.ndarray, first: int, last: int) -> np.ndarray:
+    out = np.empty(len(values) + 2, dtype=np.int32)
+    out[0], out[-1] = first, last
+    out[1:-1] = values
+    return out
+
+
 def tokenize_function(tok: TokenizerHandle, text: str, max_len: int = 512) -> dict:
     """Tokenise one function and keep one window (:func:`choose_window` with ``max_len - 2``).
 
@@ -656,64 +698,36 @@ def tokenize_function(tok: TokenizerHandle, text: str, max_len: int = 512) -> di
     character offsets into ``text`` (CLS/SEP get ``(0, 0)``), ``n_tokens_full`` the token
     count of the whole function (no special tokens), ``window_start`` the index of the
     window's first token in that full sequence."""
-    if max_len < 3:
-        raise ValueError(f"max_len must be >= 3 (CLS + SEP + at least one token), got {max_len}")
-    budget = max_len - 2
-    if tok._fast_ascii(text):
-        ids, offsets, n, start, reason = _tokenize_ascii(tok, text, budget)
-    else:
-        ids, offsets, ends = tok._encode_parts(text)
-        n = len(ids)
-        if n <= budget:
-            start, reason = 0, "full"
-        else:
-            start, end, reason = _trim(n, ends, offsets, text, budget)
-            ids = ids[start:end]
-        if offsets is None:
-            kept = ends[start:start + len(ids)]
-            offsets = list(zip(chain((ends[start - 1] if start else 0,), kept), kept))
-        elif n > budget:
-            offsets = offsets[start:start + len(ids)]
+    w = encode_window(tok, text, max_len)
     return {
-        "input_ids": [tok.cls_id, *ids, tok.sep_id],
-        "offsets": [(0, 0), *offsets, (0, 0)],
-        "n_tokens_full": n,
-        "window_start": start,
-        "window_reason": reason,
+        "input_ids": w.input_ids.tolist(),
+        "offsets": list(zip(w.offset_start.tolist(), w.offset_end.tolist())),
+        "n_tokens_full": w.n_tokens_full,
+        "window_start": w.window_start,
+        "window_reason": w.window_reason,
     }
 
 
-def _tokenize_ascii(tok: TokenizerHandle, text: str, budget: int):
-    """tokenize_function's window for ASCII text on the piece path, building ids and
-    offsets only for the tokens kept when the function is cut at its head (the common case
-    for long functions). Same result as encode + choose_window (tests check it)."""
+def _window_ascii(tok: TokenizerHandle, text: str, budget: int):
+    """The window of ASCII text on the piece path: the cached pieces' ids and token lengths
+    are concatenated as bytes, so the cost per token is C-level. Same result as encode +
+    choose_window (tests check it)."""
     pieces, entries = tok._piece_entries(text)
-    piece_ids = list(map(itemgetter(0), entries))
-    n = sum(map(len, piece_ids))
-    def token_lens():
-        return chain.from_iterable(map(itemgetter(1), entries))
-
-    if n <= budget:
-        start, reason = 0, "full"
-        ids = list(chain.from_iterable(piece_ids))
-        ends = list(accumulate(token_lens()))
-    else:
-        window = None
+    ids = np.frombuffer(b"".join(map(itemgetter(0), entries)), dtype=np.intc)
+    lens = np.frombuffer(b"".join(map(itemgetter(1), entries)), dtype=np.intc)
+    n = len(ids)
+    start, end, reason = 0, n, "full"
+    if n > budget:
+        start, end, reason = 0, budget, "head"
         if not _RISKY_PIECES.isdisjoint(pieces):
             spans = risky_spans(text)
             if spans:
-                all_ends = list(accumulate(token_lens()))
-                window = _risky_window(n, [0, *all_ends[:-1]], all_ends, spans, budget)
-        if window is None:
-            start, reason = 0, "head"
-            ids = list(islice(chain.from_iterable(piece_ids), budget))
-            ends = list(islice(accumulate(token_lens()), budget))
-        else:
-            start, end, reason = window
-            ids = list(islice(chain.from_iterable(piece_ids), start, end))
-            ends = all_ends[start:end]
-    first = (ends[0] - tok._token_len[ids[0]]) if ids else 0
-    return ids, list(zip(chain((first,), ends), ends)), n, start, reason
+                all_ends = np.cumsum(lens)
+                window = _risky_window(n, (all_ends - lens).tolist(), all_ends.tolist(), spans, budget)
+                if window is not None:
+                    start, end, reason = window
+    ends = np.cumsum(lens[:end], dtype=np.int32)[start:]
+    return ids[start:end], ends - lens[start:end], ends, n, start, reason
 
 
 def char_to_byte_offsets(text: str, offsets: Sequence[Sequence[int]]) -> list[tuple[int, int]]:

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.timeout(900)
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 # Small and deterministic; 12 steps per epoch per worker, a checkpoint every 5 steps, live
 # progress every step (so the lost-step counts are exact).
-RUN = ["data.synthetic_size=480", "model.gnn.hidden=32", "model.gnn.layers=2", "train.epochs=4",
+EPOCHS = 3
+RUN = ["data.synthetic_size=480", "model.gnn.hidden=32", "model.gnn.layers=2", f"train.epochs={EPOCHS}",
        "train.batch_size=16", "train.early_stopping_patience=0", "metrics.plots=false", "run.deterministic=true",
        "checkpoint.every_n_steps=5", "checkpoint.keep_last=3", "metrics.report_interval_s=0.001",
        "ray.num_workers=2"]
@@ -104,7 +105,7 @@ def _assert_finished(run: Run, *, min_resumes: int) -> dict:
     assert len(metrics["resumes"]) >= min_resumes, metrics["resumes"]
     state = json.loads(run.s3.get_object(Bucket=run.bucket, Key=f"{run.prefix}checkpoints/{run.committed()[-1]}/"
                                          "state.json")["Body"].read())
-    assert state["completed"] and state["epoch"] == 4
+    assert state["completed"] and state["epoch"] == EPOCHS
     return metrics
 
 
@@ -113,7 +114,30 @@ def _wait_mid_run(run: Run, proc, at_least: int = 7):
     wait_for(lambda: run.committed() and run.progress() >= at_least, timeout=240, what="training under way", proc=proc)
 
 
-def test_sigkill_one_worker_resumes_from_newest_checkpoint(cluster, s3_server, bucket, tmp_path):
+def _wait_resumed(run: Run, proc, after: str):
+    """Until the restarted group has committed a checkpoint newer than `after` and is two steps
+    past it (so a second fault lands in a new interval of the resumed run)."""
+    def resumed():
+        names = run.committed()
+        return names and _step(names[-1]) > _step(after) and run.progress() >= _step(names[-1]) + 2
+    wait_for(resumed, timeout=300, what="training resumed and past a new checkpoint", proc=proc)
+
+
+def _assert_same_weights(got: dict, want: dict) -> None:
+    import torch
+
+    assert want.keys() == got.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_worker_sigkill_then_sigterm_resume_exactly(cluster, s3_server, bucket, tmp_path):
+    """Two faults in one run: a worker is SIGKILLed (the group restarts from the newest
+    checkpoint, losing at most one interval), then a worker of the restarted group gets
+    SIGTERM (the spot notice: a checkpoint at the next step, nothing lost). The run still
+    ends with the weights of the uninterrupted reference run, and a real Prometheus saw it."""
+    reference = Run(cluster, s3_server, bucket, "reference")
+    reference.run()
     prom = _prometheus(cluster, tmp_path)
     run = Run(cluster, s3_server, bucket, "kill-worker")
     proc = run.start()
@@ -121,17 +145,25 @@ def test_sigkill_one_worker_resumes_from_newest_checkpoint(cluster, s3_server, b
     pid, _ = sorted(cluster.train_workers().items())[-1]
     newest, progress = run.committed()[-1], run.progress()
     psutil_kill(pid, signal.SIGKILL)
+    _wait_resumed(run, proc, after=newest)
+    restarted = set(cluster.train_workers())
+    assert pid not in restarted
+    psutil_kill(sorted(restarted)[0], signal.SIGTERM)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-4000:]
-    metrics = _assert_finished(run, min_resumes=1)
-    first = metrics["resumes"][0]
-    assert first["from_step"] >= _step(newest)  # the newest checkpoint, not an older one
-    assert first["lost_steps"] <= 5 + (progress - _step(newest))  # at most one checkpoint interval (+ in-flight)
+    metrics = _assert_finished(run, min_resumes=2)
+    kill, notice = metrics["resumes"][:2]
+    assert kill["from_step"] >= _step(newest)  # the newest checkpoint, not an older one
+    assert kill["lost_steps"] <= 5 + (progress - _step(newest))  # at most one checkpoint interval (+ in-flight)
+    assert notice["lost_steps"] <= 1, metrics["resumes"]
+    assert notice["from_step"] % 5 != 0 or "received SIGTERM" in out  # an unscheduled, just-in-time checkpoint
+    # Resume equivalence: the twice interrupted run ends with the weights of the uninterrupted one.
+    _assert_same_weights(run.final_weights(), reference.final_weights())
     if prom is not None:  # a real Prometheus scraped the workers through Ray's service discovery
         try:
             sel = 'run="kill-worker", track="gnn"'
             assert float(prom.query(f"max(max_over_time(ray_streamguard_global_step{{{sel}}}[15m]))")[0]["value"][1]) \
-                == 48  # 4 epochs x 12 steps
+                == EPOCHS * 12
             assert float(prom.query(f'sum(ray_streamguard_restarts_total{{{sel}, rank="0"}})')[0]["value"][1]) >= 1
             ranks = {r["metric"]["rank"] for r in prom.query(f"count by (rank) (count_over_time("
                                                               f"ray_streamguard_train_loss{{{sel}}}[15m]))")}
@@ -156,44 +188,13 @@ def _prometheus(cluster, root):
         {"files": [str(sd_file)], "refresh_interval": "2s"}]}])
 
 
-def test_node_loss_with_a_replacement_node_completes(cluster, s3_server, bucket):
-    run = Run(cluster, s3_server, bucket, "kill-node")
-    proc = run.start()
-    _wait_mid_run(run, proc)
-    victim = next(iter(cluster.train_workers().values()))
-    cluster.replace_node(victim)  # SIGKILL the raylet and its workers, then add a fresh node
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out[-4000:]
-    _assert_finished(run, min_resumes=1)
-
-
-def test_sigterm_to_a_worker_checkpoints_at_the_next_step_and_resumes_exactly(cluster, s3_server, bucket):
-    reference = Run(cluster, s3_server, bucket, "reference")
-    reference.run()
-    run = Run(cluster, s3_server, bucket, "notice")
-    proc = run.start()
-    _wait_mid_run(run, proc)
-    pid = sorted(cluster.train_workers())[0]
-    psutil_kill(pid, signal.SIGTERM)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out[-4000:]
-    metrics = _assert_finished(run, min_resumes=1)
-    notice = metrics["resumes"][0]
-    assert notice["lost_steps"] <= 1, metrics["resumes"]
-    assert notice["from_step"] % 5 != 0 or "received SIGTERM" in out  # an unscheduled, just-in-time checkpoint
-    # Resume equivalence: the interrupted run ends with the weights of the uninterrupted one.
-    import torch
-
-    want, got = reference.final_weights(), run.final_weights()
-    assert want.keys() == got.keys()
-    for key in want:
-        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6, msg=key)
-
-
-def test_node_drain_notice_checkpoints_just_in_time(cluster, s3_server, bucket):
-    """`ray drain-node --reason PREEMPTION` is the spot notice Ray itself sees (KubeRay's
-    preStop hook sends it): the loop checkpoints at the next step and the group restarts on
-    the remaining nodes, losing no step. The drained node is then killed, as the cloud would."""
+def test_node_drain_notice_then_node_loss_complete(cluster, s3_server, bucket):
+    """Two node faults in one run. First `ray drain-node --reason PREEMPTION`, the spot notice
+    Ray itself sees (KubeRay's preStop hook sends it): the loop checkpoints at the next step
+    and the group restarts on the remaining nodes, losing no step; the drained node is then
+    killed, as the cloud would. Then a node of the restarted group dies without notice (its
+    raylet and workers SIGKILLed) and a fresh node replaces it: the group restarts from the
+    newest checkpoint and completes."""
     run = Run(cluster, s3_server, bucket, "drain")
     proc = run.start()
     _wait_mid_run(run, proc)
@@ -207,11 +208,17 @@ def test_node_drain_notice_checkpoints_just_in_time(cluster, s3_server, bucket):
     wait_for(lambda: victim.node_id not in {n.node_id for n in cluster.train_workers().values()}
              and cluster.train_workers(), timeout=240, what="workers moved off the drained node", proc=proc)
     cluster.retire_node(victim)
+    _wait_resumed(run, proc, after=run.committed()[-1])
+    lost = next(n for n in cluster.train_workers().values() if n is not spare)
+    newest, progress = run.committed()[-1], run.progress()
+    cluster.replace_node(lost)  # SIGKILL the raylet and its workers, then add a fresh node
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-4000:]
-    metrics = _assert_finished(run, min_resumes=1)
+    metrics = _assert_finished(run, min_resumes=2)
     assert metrics["resumes"][0]["lost_steps"] == 0, metrics["resumes"]
-    assert spare in cluster.workers
+    loss = metrics["resumes"][1]
+    assert loss["from_step"] >= _step(newest) and loss["lost_steps"] <= 5 + (progress - _step(newest)), metrics["resumes"]
+    assert spare in cluster.workers and lost not in cluster.workers
 
 
 def _ray_cli() -> str:
@@ -285,7 +292,7 @@ def test_sweep_restores_after_driver_sigkill_on_s3(cluster, s3_server, bucket, t
     from-scratch restart with the same seed would propose the first trials' params again)."""
     from tests.integration.test_tune import SMALL, write_sweep
 
-    sweep = write_sweep(tmp_path / "sweep.yaml", "restore", samples=3, scheduler="fifo", epochs=4)
+    sweep = write_sweep(tmp_path / "sweep.yaml", "restore", samples=3, scheduler="fifo", epochs=3)
     args = ["tune", "--sweep", str(sweep), "--address", cluster.address, *SMALL, "checkpoint.every_n_steps=3",
             "metrics.report_interval_s=0.2", f"run.storage_path=s3://{bucket}/sweeps"]
     s3 = boto3.client("s3", endpoint_url=s3_server, **_creds())

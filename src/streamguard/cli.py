@@ -100,9 +100,15 @@ def _train_local(cfg) -> None:
 
 
 def _print_summary(metrics: dict, run) -> None:
-    summary = (f"{metrics['split']} F1 {metrics['f1_at_best_threshold']:.3f} at threshold "
-               f"{metrics['best_threshold_by_f1']:.2f} (F1 {metrics['f1_at_0_5']:.3f} at 0.5, "
-               f"ROC-AUC {metrics['roc_auc'] if metrics['roc_auc'] is None else round(metrics['roc_auc'], 3)})")
+    # Lead with the threshold picked on validation: the best threshold on the scored split
+    # itself is an optimistic number, shown second and named as such.
+    auc = metrics["roc_auc"] if metrics["roc_auc"] is None else round(metrics["roc_auc"], 3)
+    best = f"{metrics['f1_at_best_threshold']:.3f} at this split's best threshold {metrics['best_threshold_by_f1']:.2f}"
+    if metrics.get("external_threshold") is not None and metrics.get("f1_at_external_threshold") is not None:
+        summary = (f"{metrics['split']} F1 {metrics['f1_at_external_threshold']:.3f} at the validation threshold "
+                   f"{metrics['external_threshold']:.2f} ({metrics['f1_at_0_5']:.3f} at 0.5, {best}), ROC-AUC {auc}")
+    else:
+        summary = f"{metrics['split']} F1 {metrics['f1_at_0_5']:.3f} at 0.5 ({best}), ROC-AUC {auc}"
     typer.echo(f"\nDone: {summary}")
     typer.echo(f"  metrics:     {run.display('metrics.json')}")
     typer.echo(f"  history:     {run.display('history.json')}")

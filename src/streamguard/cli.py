@@ -179,11 +179,14 @@ def data_prepare(
     overrides: Optional[list[str]] = typer.Argument(None, help="Data overrides as data.key=value, e.g. data.split=project",
                                                     show_default=False),
     source: Optional[str] = typer.Option(None, "--source", "-s", help="Data spec: devign:PATH, juliet:PATH, bigvul:PATH, "
-                                         "dir:PATH, hf:NAME, synthetic (PATH may be s3://). Default: the preset's."),
+                                         "dir:PATH, hf:NAME, synthetic (PATH may be s3://). Default: the preset's, else synthetic."),
     out: str = typer.Option(..., "--out", "-o", help="Output directory (local or s3://bucket/prefix)."),
     valid_source: Optional[str] = typer.Option(None, "--valid-source", help="Separate validation data spec."),
     test_source: Optional[str] = typer.Option(None, "--test-source", help="Separate test data spec."),
-    preset: str = typer.Option("quickstart", "--preset", "-p", help="Preset whose data section is the starting point."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset whose data section is the starting "
+                                         "point; default: the library defaults (`streamguard presets --keys`). "
+                                         "Pass the preset you will train with, e.g. --preset quickstart (it caps "
+                                         "graphs at 1,024 nodes)."),
     workers: int = typer.Option(0, "--workers", "-w", help="Local worker processes (0: one per CPU core)."),
     ray: bool = typer.Option(False, "--ray", help="Process with Ray Data (joins RAY_ADDRESS, else starts a local Ray)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even if the output is up to date."),

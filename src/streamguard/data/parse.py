@@ -170,18 +170,15 @@ def parse_function(source: str | bytes, *, lang: str = "c", max_nodes: int = 400
     leaf = leaf[np.argsort(span_arr[leaf, 0], kind="stable")]
     cfg, dfg = flow_edges(root, index_of, lang,
                           ast=AstArrays(node_type, spans, parents, identifiers, code))
-    flow = cfg + dfg
-    flow_arr = np.asarray(flow, dtype=np.int64).reshape(-1, 2)
-    edge_index = np.empty((2, len(parents) + max(len(leaf) - 1, 0) + len(flow)), dtype=np.int64)
-    ends = np.cumsum([len(parents), max(len(leaf) - 1, 0), len(cfg), len(dfg)])
-    edge_index[0, :ends[0]] = parents
-    edge_index[1, :ends[0]] = np.arange(1, ends[0] + 1)
-    edge_index[0, ends[0]:ends[1]] = leaf[:-1]
-    edge_index[1, ends[0]:ends[1]] = leaf[1:]
-    edge_index[:, ends[1]:] = flow_arr.T
-    edge_type = np.empty(edge_index.shape[1], dtype=np.int8)
-    for kind, lo, hi in zip((EDGE_AST, EDGE_NCS, EDGE_CFG, EDGE_DFG), (0, *ends[:-1]), ends):
-        edge_type[lo:hi] = kind
+    sizes = [len(parents), max(len(leaf) - 1, 0), len(cfg), len(dfg)]  # AST, NCS, CFG, DFG, in this order
+    n_ast, n_tree = sizes[0], sizes[0] + sizes[1]
+    edge_index = np.empty((2, sum(sizes)), dtype=np.int64)
+    edge_index[0, :n_ast] = parents
+    edge_index[1, :n_ast] = np.arange(1, n_ast + 1)
+    edge_index[0, n_ast:n_tree] = leaf[:-1]
+    edge_index[1, n_ast:n_tree] = leaf[1:]
+    edge_index[:, n_tree:] = np.asarray(cfg + dfg, dtype=np.int64).reshape(-1, 2).T
+    edge_type = np.repeat(np.array([EDGE_AST, EDGE_NCS, EDGE_CFG, EDGE_DFG], dtype=np.int8), sizes)
     return FunctionGraph(
         # The walk and flow_edges use the grammar's own kind ids; stored ids are shifted
         # into the grammar's block of the shared vocabulary.

@@ -281,13 +281,12 @@ class TokenizerHandle:
         return pieces, entries
 
     def _fast_ascii(self, text: str) -> bool:
-        """Whether ``text`` takes the tiling piece path (see ``_encode_parts``)."""
+        """Whether ``text`` takes the piece path with tiling tokens (ASCII, no added token), so
+        that ``encode_window`` can build its arrays from the cached pieces directly."""
         return self._pieces is not None and text.isascii() and not any(t in text for t in self._added)
 
-    def _encode_parts(self, text: str) -> tuple[list[int], list[tuple[int, int]] | None, list[int] | None]:
-        """``(ids, offsets, None)``, or ``(ids, None, ends)`` when the tokens tile ``text`` (ASCII
-        text on the piece path): token i spans ``ends[i-1]:ends[i]``, and the caller builds
-        offset tuples only for the tokens it keeps."""
+    def encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """``(ids, offsets)`` without special tokens; offsets are character offsets into ``text``."""
         if self._pieces is None or any(t in text for t in self._added):
             try:
                 enc = self.backend.encode(text, add_special_tokens=False)
@@ -295,7 +294,7 @@ class TokenizerHandle:
                 if not _SURROGATES.search(text):
                     raise
                 enc = self.backend.encode(_sanitize(text), add_special_tokens=False)
-            return enc.ids, enc.offsets, None
+            return enc.ids, enc.offsets
         # Piece path: the same ids and offsets as the Rust pipeline (the tests check it on
         # real corpora). The pre-tokenizer splits `text` into pieces (SPLIT_PATTERN) that the
         # model then encodes independently, so each distinct piece's Rust encoding is cached
@@ -305,7 +304,7 @@ class TokenizerHandle:
         ids = np.frombuffer(b"".join(map(itemgetter(0), entries)), dtype=np.intc).tolist()
         if text.isascii():  # every token covers its own characters: offsets from lengths, at C speed
             ends = np.cumsum(np.frombuffer(b"".join(map(itemgetter(1), entries)), dtype=np.intc)).tolist()
-            return ids, None, ends
+            return ids, list(zip(chain((0,), ends), ends))
         offsets: list[tuple[int, int]] = []
         pos = 0
         for _, plens, poff, length in entries:
@@ -316,13 +315,6 @@ class TokenizerHandle:
             else:
                 offsets += [(pos + a, pos + b) for a, b in poff]
                 pos += length
-        return ids, offsets, None
-
-    def encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """``(ids, offsets)`` without special tokens; offsets are character offsets into ``text``."""
-        ids, offsets, ends = self._encode_parts(text)
-        if offsets is None:
-            offsets = list(zip(chain((0,), ends), ends))
         return ids, offsets
 
     def encode_batch(self, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
@@ -601,19 +593,9 @@ def choose_window(ids: Sequence[int], offsets: Sequence[Sequence[int]], text: st
     n = len(ids)
     if n <= max_len:
         return 0, n, "full"
-    return _trim(n, None, offsets, text, max_len)
-
-
-def _trim(n: int, ends: list[int] | None, offsets, text: str, max_len: int) -> tuple[int, int, str]:
-    """choose_window for n > max_len; token spans from ``ends`` (tiling) or ``offsets``."""
     spans = risky_spans(text) if text else []
     if spans:
-        if ends is not None:
-            starts = [0, *ends[:-1]]
-        else:
-            starts = [int(o[0]) for o in offsets]
-            ends = [int(o[1]) for o in offsets]
-        window = _risky_window(n, starts, ends, spans, max_len)
+        window = _risky_window(n, [int(o[0]) for o in offsets], [int(o[1]) for o in offsets], spans, max_len)
         if window is not None:
             return window
     return 0, max_len, "head"
@@ -675,7 +657,7 @@ def encode_window(tok: TokenizerHandle, text: str, max_len: int = 512) -> TokenW
     else:
         ids, offsets = tok.encode(text)
         n = len(ids)
-        start, end, reason = (0, n, "full") if n <= budget else _trim(n, None, offsets, text, budget)
+        start, end, reason = choose_window(ids, offsets, text, budget)
         ids = np.asarray(ids[start:end], dtype=np.int32)
         pairs = np.asarray(offsets[start:end], dtype=np.int32).reshape(-1, 2)
         starts, ends = pairs[:, 0], pairs[:, 1]

@@ -39,7 +39,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=2400, help="synthetic functions")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--plain-child", metavar="CONFIG_JSON", help=argparse.SUPPRESS)  # internal: one plain run
+    ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.plain_child:
+        return _plain_child(args.plain_child, args.threads)
     cpus = os.cpu_count() or 1
     storage = tempfile.mkdtemp(prefix="sg-overhead-")
     overrides = [f"data.synthetic_size={args.size}", f"train.epochs={args.epochs}", "train.early_stopping_patience=0",
@@ -93,28 +97,31 @@ def main() -> None:
 
 
 def _plain(cfg) -> tuple[float, list[float]]:
-    """train() in a fresh interpreter (see the module docstring); (seconds, samples/s per epoch)."""
+    """train() in a fresh interpreter (this script in `--plain-child` mode; see the module
+    docstring); (seconds, samples/s per epoch)."""
     import subprocess
     import sys
 
-    code = ("import json, sys, time\n"
-            "from streamguard import config as cfgmod\n"
-            "from streamguard.rundir import RunDir\n"
-            "from streamguard.runtime import LocalRuntime, ProgressMarker\n"
-            "from streamguard.train.loop import train\n"
-            "import torch\n"
-            "torch.set_num_threads(int(sys.argv[2]))\n"
-            "cfg = cfgmod.Config.from_dict(json.loads(sys.argv[1]))\n"
-            "run = RunDir(cfg.run.storage_path, cfg.run.name)\n"
-            "rt = LocalRuntime(run.checkpoints(keep_last=cfg.checkpoint.keep_last, keep_best=cfg.checkpoint.keep_best),\n"
-            "                  device='cpu', progress=ProgressMarker(run.storage))\n"
-            "t0 = time.perf_counter()\n"
-            "train(cfg, rt, run)\n"
-            "print(json.dumps({'train_s': time.perf_counter() - t0}))\n"
-            "rt.close()\n")
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(cfg.to_dict()), str(torch.get_num_threads())],
+    out = subprocess.run([sys.executable, __file__, "--plain-child", json.dumps(cfg.to_dict()),
+                          "--threads", str(torch.get_num_threads())],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["train_s"], _epoch_rates(cfg)
+
+
+def _plain_child(config_json: str, threads: int) -> None:
+    from streamguard.rundir import RunDir
+    from streamguard.runtime import LocalRuntime, ProgressMarker
+    from streamguard.train.loop import train
+
+    torch.set_num_threads(threads)
+    cfg = cfgmod.Config.from_dict(json.loads(config_json))
+    run = RunDir(cfg.run.storage_path, cfg.run.name)
+    rt = LocalRuntime(run.checkpoints(keep_last=cfg.checkpoint.keep_last, keep_best=cfg.checkpoint.keep_best),
+                      device="cpu", progress=ProgressMarker(run.storage))
+    t0 = time.perf_counter()
+    train(cfg, rt, run)
+    print(json.dumps({"train_s": time.perf_counter() - t0}))
+    rt.close()
 
 
 def _epoch_rates(cfg) -> list[float]:

@@ -1,8 +1,9 @@
 """Statement-level control flow (CFG) and reaching-definitions data flow (DFG) edges.
 
-`flow_edges(root, index_of, lang)` takes the tree-sitter tree of one function (the same tree
-`parse.parse_function` walks) and returns `(cfg_edges, dfg_edges)` as pairs of graph node
-indices, so they can be appended to the AST/NCS edges of a `FunctionGraph`.
+`flow_edges(tree, lang, n_kept)` takes the syntax tree of one function as breadth-first arrays
+(`parse.SyntaxTree`, laid out by the C walk that `parse.parse_function` uses, so a node's tree
+index is its graph index) and returns `(cfg_edges, dfg_edges)` as pairs of graph node indices,
+so they can be appended to the AST/NCS edges of a `FunctionGraph`.
 
 CFG
     Nodes are the statement nodes themselves (expression_statement, declaration, return, break,
@@ -64,15 +65,14 @@ Robustness and cost
     Everything is iterative (an explicit work stack, a worklist; no recursion): 10,000-deep
     nesting is fine. ERROR / MISSING nodes never raise: unknown node kinds are skipped, ERROR
     nodes are transparent containers, so broken code (or a bare list of statements without a
-    function header) just yields fewer edges. Only statement nodes are visited in Python; the
-    identifiers come either from one tree-sitter query run over the tree, or (`ast=`, as
-    `parse_function` does) from the arrays of the walk that built the graph, which is cheaper.
+    function header) just yields fewer edges. Only statement nodes (and the identifier leaves)
+    are visited in Python, by index into the tree's arrays; no per-node Python object is made.
     Pathological inputs are bounded deterministically: the fixpoint has a work cap and at most
     4 def -> use pairs per identifier are returned (real functions have fewer than 1).
 
 Graph truncation
-    Edges with an end outside `index_of` are dropped. When the graph is truncated (the tree has
-    more nodes than index_of), a statement outside index_of is analysed as one opaque node (a
+    The graph keeps a breadth-first prefix of the tree (its first n_kept nodes). Edges with an
+    end outside it are dropped, and a statement outside it is analysed as one opaque node (a
     breadth-first prefix keeps nothing below it) that lets all definitions through. The CFG
     edges between kept statements are then a subset of the exact ones (a few are lost, mostly
     switch -> after when the case labels are below the cut-off: a default is assumed), and as
@@ -85,8 +85,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from functools import lru_cache
 from heapq import heappop, heappush
-from operator import itemgetter
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 # Statement categories (dispatch codes).
 (_SIMPLE, _RETURN, _BREAK, _CONTINUE, _GOTO, _BLOCK, _IF, _WHILE, _DO, _FOR, _FOR_RANGE, _SWITCH,
@@ -110,8 +109,8 @@ _KINDS = {
 _HANDLER_CLAUSES = frozenset({"catch_clause", "seh_except_clause", "seh_finally_clause"})
 _ERROR_KIND_ID = 65535  # tree-sitter's kind id for ERROR nodes
 
-# Identifier roles, decided by the parent node (the same rules in the query, for a bare tree,
-# and in `_roles_from_arrays`, for the arrays of a breadth-first walk):
+# Identifier roles, decided by the parent node (`_roles` applies them to the tree arrays; the
+# tree-sitter query `_Tables.query` states the same rules, and the tests hold them equal):
 #   skip     the callee of a call, the parts of a C++ qualified name / template function name:
 #            neither use nor def
 #   def      a declarator (first child of init/array/function declarators; the identifier of a
@@ -160,23 +159,11 @@ _QUERY_PATTERNS = {
 }
 
 
-class AstArrays(NamedTuple):
-    """What a breadth-first walk like `parse_function`'s already knows about the kept nodes (graph
-    index = BFS order), so that `flow_edges` need not look for identifiers in the tree again."""
-    kind: Sequence[int]               # graph index -> kind_id
-    span: Sequence[tuple[int, int]]   # graph index -> (start_byte, end_byte)
-    edge_src: Sequence[int]           # the parent of node i >= 1 is edge_src[i - 1]
-    identifiers: Sequence[int]        # graph indices of the `identifier` leaves
-    source: bytes                     # the parsed bytes (spans index into them)
-
-
 # Bounds for pathological inputs (never reached by real functions; they keep the cost linear).
 _RD_WORK_PER_EDGE, _RD_WORK_MIN = 200, 100_000     # fixpoint work, in 64-bit word operations
 _MAX_PAIRS_PER_IDENTIFIER, _MAX_PAIRS_MIN = 4, 1024  # def -> use pairs returned (real: < 1)
 
-_region_key = itemgetter(0, 1, 2)
-
-# Work-stack actions (tuples); plain tree-sitter nodes on the stack mean "visit this statement".
+# Work-stack actions (tuples); plain ints (tree indices) on the stack mean "visit this statement".
 (_A_IF_ELSE, _A_IF_NOELSE, _A_JOIN, _A_LOOP_END, _A_FOR_END, _A_DO_END, _A_SWITCH_END,
  _A_ACC_START, _A_CATCH, _A_ACC_ADD, _A_TRY_END, _A_PP_END, _A_FUNC_END) = range(13)
 
@@ -188,7 +175,7 @@ class _Tables(NamedTuple):
     kinds: dict          # kind_id -> statement category
     clauses: frozenset   # kind ids of catch / __except / __finally clauses
     function_declarator: frozenset
-    query: object        # identifier-role query
+    query: object        # the same roles as a tree-sitter query (the tests cross-check `_roles`)
     fields: tuple        # field ids, in _FIELDS order
     parent_roles: dict   # kind_id of an identifier's parent -> _R_* role
     value_tokens: frozenset  # kind ids of `=` and `:` (before a value / range, not a declarator)
@@ -244,33 +231,33 @@ def _tables(lang: str) -> _Tables:
                    fields, parent_roles, frozenset(value_tokens), frozenset(plain_assign))
 
 
-@lru_cache(maxsize=None)
-def index_kinds(lang: str = "c") -> tuple[frozenset, frozenset]:
-    """(kinds, parent_kinds): the only nodes `flow_edges` looks up in index_of are inner nodes
-    (never leaves) of a kind in `kinds` (statements and their containers, function definitions,
-    catch clauses) and children of a node of a kind in `parent_kinds` (for loops: their
-    initializer and update; parent_kinds is a subset of kinds). A walk that passes `ast` may
-    index just those, which is cheaper than every node."""
-    from streamguard.data.parse import _language
-
-    language = _language(lang)
-    tables = _tables(lang)
-    fors = frozenset(k for k in range(language.node_kind_count)
-                     if language.node_kind_is_named(k) and language.node_kind_for_id(k) == "for_statement")
-    return frozenset(tables.kinds) | tables.clauses, fors
-
-
-def _build_cfg(root, tables: _Tables, index_of: dict, truncated: bool):
+def _build_cfg(tree, tables: _Tables, n_kept: int):
     """Iterative CFG construction over the statement structure (expressions are not entered).
+    `tree` is a `parse.SyntaxTree` (the whole tree, breadth-first); nodes are its indices.
 
-    Returns (ts_ids, edges, regions): ts_ids[k] is the tree-sitter id of CFG node k; edges a set
-    of (k, k') pairs; regions a list of (start_byte, end_byte, k, node): byte ranges (inside
-    `node`) whose identifiers belong to CFG node k: a statement's own expressions (a whole simple
-    statement, the condition of an if/while/switch, a for's init/condition/update, parameters).
-    Regions never overlap: nested statements are never inside them.
+    Returns (ts_ids, edges, regions): ts_ids[k] is the tree index of CFG node k; edges a set of
+    (k, k') pairs; regions a list of (start_byte, end_byte, k): byte ranges whose identifiers
+    belong to CFG node k: a statement's own expressions (a whole simple statement, the condition
+    of an if/while/switch, a for's init/condition/update, parameters). Regions never overlap:
+    nested statements are never inside them.
 
-    With `truncated`, a statement missing from index_of becomes one opaque node (its subtree
-    holds no kept node, so nothing inside it could be an edge end)."""
+    A statement at index >= n_kept (below a truncated graph's cut-off) becomes one opaque node
+    (its subtree holds no kept node, so nothing inside it could be an edge end)."""
+    kind, named, field, first, nchild = tree.kind, tree.named, tree.field, tree.first, tree.nchild
+    start, end, src = tree.start, tree.end, tree.source
+
+    def child(i: int, f: int) -> int:
+        """The first child of node i in field f (child_by_field_id), or -1."""
+        c = first[i]
+        for c in range(c, c + nchild[i]):
+            if field[c] == f:
+                return c
+        return -1
+
+    def named_children(i: int) -> list[int]:
+        c = first[i]
+        return [c for c in range(c, c + nchild[i]) if named[c]]
+
     (f_cond, f_cons, f_alt, f_body, f_init, f_upd, f_value, f_label, f_params,
      f_decl) = tables.fields
     kinds, clause_kinds, fdecl_kinds = tables.kinds, tables.clauses, tables.function_declarator
@@ -285,7 +272,7 @@ def _build_cfg(root, tables: _Tables, index_of: dict, truncated: bool):
     switches: list[list] = []    # per enclosing switch: [switch node, has_default]
     saved: list[list[int]] = []  # saved frontiers
     cur: list[int] = []          # frontier: the nodes that flow into the next statement
-    stack: list = [root]
+    stack: list = [0]  # the root
     get_kind = kinds.get
 
     while stack:
@@ -333,15 +320,15 @@ def _build_cfg(root, tables: _Tables, index_of: dict, truncated: bool):
             elif op == _A_CATCH:
                 t, clause = item[1], item[2]
                 c = len(ts_ids)
-                ts_ids.append(clause.id)
+                ts_ids.append(clause)
                 add_edge((t, c))
-                params = clause.child_by_field_id(f_params)
-                if params is not None:
-                    regions.append((params.start_byte, params.end_byte, c, params))
+                params = child(clause, f_params)
+                if params >= 0:
+                    regions.append((start[params], end[params], c))
                 cur = [c]
                 stack.append((_A_ACC_ADD,))
-                body = clause.child_by_field_id(f_body)
-                if body is not None:
+                body = child(clause, f_body)
+                if body >= 0:
                     stack.append(body)
             elif op == _A_ACC_ADD:
                 saved[-1] = saved[-1] + cur
@@ -351,7 +338,7 @@ def _build_cfg(root, tables: _Tables, index_of: dict, truncated: bool):
             elif op == _A_PP_END:
                 entry = saved.pop()
                 alt = item[1]
-                if alt is None:
+                if alt < 0:
                     cur = cur + entry  # the whole #if block may be compiled out
                 else:
                     saved.append(cur)
@@ -363,14 +350,14 @@ def _build_cfg(root, tables: _Tables, index_of: dict, truncated: bool):
             continue
 
         node = item
-        k = get_kind(node.kind_id)
+        k = get_kind(kind[node])
         if k is None:
             continue  # not a statement: expression fragment, comment, preproc_def, ...
-        if truncated and node.id not in index_of:
-            if not node.child_count:
+        if node >= n_kept:
+            if not nchild[node]:
                 continue  # a leaf (an empty ERROR) holds no statement
             i = len(ts_ids)
-            ts_ids.append(node.id)
+            ts_ids.append(node)
             for p in cur:
                 add_edge((p, i))
             if k == _CASE and switches:  # reached from the switch; it may be the default
@@ -380,49 +367,48 @@ def _build_cfg(root, tables: _Tables, index_of: dict, truncated: bool):
             continue
         if k == _SIMPLE:  # the most common case first
             i = len(ts_ids)
-            ts_ids.append(node.id)
+            ts_ids.append(node)
             for p in cur:
                 add_edge((p, i))
-            regions.append((node.start_byte, node.end_byte, i, node))
+            regions.append((start[node], end[node], i))
             cur = [i]
             continue
         if k == _BLOCK:
-            children = node.named_children
+            children = named_children(node)
             children.reverse()
             stack.extend(children)
             continue
         if k == _PREPROC:
-            alt = node.child_by_field_id(f_alt)
+            alt = child(node, f_alt)
             saved.append(cur)
             stack.append((_A_PP_END, alt))
-            children = node.named_children
+            children = named_children(node)
             children.reverse()
-            if alt is not None:
-                aid = alt.id
-                children = [c for c in children if c.id != aid]
+            if alt >= 0:
+                children = [c for c in children if c != alt]
             stack.extend(children)
             continue
 
         # Every other category is a CFG node of its own, entered from the frontier (except the
         # do node, the condition test after the body, and a function's entry node).
         i = len(ts_ids)
-        ts_ids.append(node.id)
+        ts_ids.append(node)
         if k != _DO and k != _FUNCTION:
             for p in cur:
                 add_edge((p, i))
 
         if k == _IF:
-            cond = node.child_by_field_id(f_cond)
-            if cond is not None:
-                regions.append((cond.start_byte, cond.end_byte, i, cond))
+            cond = child(node, f_cond)
+            if cond >= 0:
+                regions.append((start[cond], end[cond], i))
             cur = [i]
-            alt = node.child_by_field_id(f_alt)
-            stack.append((_A_IF_NOELSE, i) if alt is None else (_A_IF_ELSE, i, alt))
-            cons = node.child_by_field_id(f_cons)
-            if cons is not None:
+            alt = child(node, f_alt)
+            stack.append((_A_IF_NOELSE, i) if alt < 0 else (_A_IF_ELSE, i, alt))
+            cons = child(node, f_cons)
+            if cons >= 0:
                 stack.append(cons)
         elif k == _RETURN:
-            regions.append((node.start_byte, node.end_byte, i, node))
+            regions.append((start[node], end[node], i))
             cur = []
         elif k == _BREAK:
             if brk:
@@ -433,144 +419,144 @@ def _build_cfg(root, tables: _Tables, index_of: dict, truncated: bool):
                 add_edge((i, cont[-1]))
             cur = []
         elif k == _GOTO:
-            label = node.child_by_field_id(f_label)
-            if label is not None:
-                gotos.append((i, label.text))
+            label = child(node, f_label)
+            if label >= 0:
+                gotos.append((i, src[start[label]:end[label]]))
             cur = []
         elif k == _WHILE:
-            cond = node.child_by_field_id(f_cond)
-            if cond is not None:
-                regions.append((cond.start_byte, cond.end_byte, i, cond))
+            cond = child(node, f_cond)
+            if cond >= 0:
+                regions.append((start[cond], end[cond], i))
             brk.append([])
             cont.append(i)
             cur = [i]
             stack.append((_A_LOOP_END, i))
-            body = node.child_by_field_id(f_body)
-            if body is not None:
+            body = child(node, f_body)
+            if body >= 0:
                 stack.append(body)
         elif k == _FOR:
-            init = node.child_by_field_id(f_init)
-            cond = node.child_by_field_id(f_cond)
-            upd = node.child_by_field_id(f_upd)
+            init = child(node, f_init)
+            cond = child(node, f_cond)
+            upd = child(node, f_upd)
             h = i
             # An initializer / update that is a bare leaf (`for (i; ...)`) defines nothing: it
             # stays in the header's region instead of becoming a node (CFG nodes are never
             # leaves, see flow_edges' `ast`).
-            if init is not None and init.child_count == 0:
-                regions.append((init.start_byte, init.end_byte, h, init))
-                init = None
-            if init is not None:  # node i becomes the initializer, the header comes next
-                ts_ids[i] = init.id
-                regions.append((init.start_byte, init.end_byte, i, init))
+            if init >= 0 and nchild[init] == 0:
+                regions.append((start[init], end[init], h))
+                init = -1
+            if init >= 0:  # node i becomes the initializer, the header comes next
+                ts_ids[i] = init
+                regions.append((start[init], end[init], i))
                 h = len(ts_ids)
-                ts_ids.append(node.id)
+                ts_ids.append(node)
                 add_edge((i, h))
-            if cond is not None:
-                regions.append((cond.start_byte, cond.end_byte, h, cond))
+            if cond >= 0:
+                regions.append((start[cond], end[cond], h))
             u = -1
-            if upd is not None and upd.child_count == 0:
-                regions.append((upd.start_byte, upd.end_byte, h, upd))
-                upd = None
-            if upd is not None:
+            if upd >= 0 and nchild[upd] == 0:
+                regions.append((start[upd], end[upd], h))
+                upd = -1
+            if upd >= 0:
                 u = len(ts_ids)
-                ts_ids.append(upd.id)
-                regions.append((upd.start_byte, upd.end_byte, u, upd))
+                ts_ids.append(upd)
+                regions.append((start[upd], end[upd], u))
             brk.append([])
             cont.append(h if u < 0 else u)
             cur = [h]
-            stack.append((_A_FOR_END, h, u, cond is not None))
-            body = node.child_by_field_id(f_body)
-            if body is not None:
+            stack.append((_A_FOR_END, h, u, cond >= 0))
+            body = child(node, f_body)
+            if body >= 0:
                 stack.append(body)
         elif k == _DO:
             # The do node is the condition test. It joins the frontier, so it also becomes a
             # predecessor of the body entry (the back edge).
-            cond = node.child_by_field_id(f_cond)
-            if cond is not None:
-                regions.append((cond.start_byte, cond.end_byte, i, cond))
+            cond = child(node, f_cond)
+            if cond >= 0:
+                regions.append((start[cond], end[cond], i))
             brk.append([])
             cont.append(i)
             cur = cur + [i]
             stack.append((_A_DO_END, i))
-            body = node.child_by_field_id(f_body)
-            if body is not None:
+            body = child(node, f_body)
+            if body >= 0:
                 stack.append(body)
         elif k == _SWITCH:
-            cond = node.child_by_field_id(f_cond)
-            if cond is not None:
-                regions.append((cond.start_byte, cond.end_byte, i, cond))
+            cond = child(node, f_cond)
+            if cond >= 0:
+                regions.append((start[cond], end[cond], i))
             brk.append([])
             switches.append([i, False])
             cur = []  # statements before the first label are unreachable
             stack.append((_A_SWITCH_END,))
-            body = node.child_by_field_id(f_body)
-            if body is not None:
-                if truncated and body.id not in index_of:
+            body = child(node, f_body)
+            if body >= 0:
+                if body >= n_kept:
                     # An opaque body (below the graph's cut-off): reached from the switch; its
                     # unseen labels may include a default.
                     b = len(ts_ids)
-                    ts_ids.append(body.id)
+                    ts_ids.append(body)
                     add_edge((i, b))
                     switches[-1][1] = True
                     cur = [b]
                 else:
                     stack.append(body)
         elif k == _CASE:
-            value = node.child_by_field_id(f_value)
+            value = child(node, f_value)
             if switches:
                 sw = switches[-1]
                 add_edge((sw[0], i))
-                if value is None:
+                if value < 0:
                     sw[1] = True
-            if value is not None:
-                regions.append((value.start_byte, value.end_byte, i, value))
+            if value >= 0:
+                regions.append((start[value], end[value], i))
             cur = [i]
-            children = node.named_children
+            children = named_children(node)
             children.reverse()
             stack.extend(children)  # the value is not a statement kind: skipped
         elif k == _LABELED:
-            label = node.child_by_field_id(f_label)
-            if label is not None:
-                labels[label.text] = i
+            label = child(node, f_label)
+            if label >= 0:
+                labels[src[start[label]:end[label]]] = i
             cur = [i]
-            children = node.named_children
+            children = named_children(node)
             children.reverse()
             stack.extend(children)
         elif k == _FOR_RANGE:
-            body = node.child_by_field_id(f_body)
-            end = body.start_byte if body is not None else node.end_byte
-            regions.append((node.start_byte, end, i, node))
+            body = child(node, f_body)
+            stop = start[body] if body >= 0 else end[node]
+            regions.append((start[node], stop, i))
             brk.append([])
             cont.append(i)
             cur = [i]
             stack.append((_A_LOOP_END, i))
-            if body is not None:
+            if body >= 0:
                 stack.append(body)
         elif k == _TRY:
             cur = [i]
             stack.append((_A_TRY_END,))
-            clauses = [c for c in node.named_children if c.kind_id in clause_kinds]
+            clauses = [c for c in named_children(node) if kind[c] in clause_kinds]
             clauses.reverse()
             for clause in clauses:
                 stack.append((_A_CATCH, i, clause))
             stack.append((_A_ACC_START,))
-            body = node.child_by_field_id(f_body)
-            if body is not None:
+            body = child(node, f_body)
+            if body >= 0:
                 stack.append(body)
         elif k == _FUNCTION:
-            d = node.child_by_field_id(f_decl)
+            d = child(node, f_decl)
             for _ in range(64):  # pointer / parenthesized declarators around the name
-                if d is None or d.kind_id in fdecl_kinds:
+                if d < 0 or kind[d] in fdecl_kinds:
                     break
-                d = d.child_by_field_id(f_decl)
-            params = d.child_by_field_id(f_params) if d is not None else None
-            if params is not None:
-                regions.append((params.start_byte, params.end_byte, i, params))
+                d = child(d, f_decl)
+            params = child(d, f_params) if d >= 0 else -1
+            if params >= 0:
+                regions.append((start[params], end[params], i))
             saved.append(cur)  # self-contained: the outer frontier resumes after it
             cur = [i]
             stack.append((_A_FUNC_END,))
-            body = node.child_by_field_id(f_body)
-            if body is not None:
+            body = child(node, f_body)
+            if body >= 0:
                 stack.append(body)
 
     for g, name in gotos:
@@ -580,88 +566,56 @@ def _build_cfg(root, tables: _Tables, index_of: dict, truncated: bool):
     return ts_ids, edges, regions
 
 
-def _roles_from_query(root, query, regions, truncated):
-    """(defs, uses) as lists of (start_byte, end_byte, node) from the role query: one run over
-    the whole tree or, for a truncated graph, one per region (the tree may be huge, its kept
-    top part is not). A compound assignment / ++ target is in both lists."""
-    import tree_sitter
-
-    if not truncated:
-        captures = tree_sitter.QueryCursor(query).captures(root)
-    else:
-        captures = {}
-        for start, end, _, node in regions:
-            cursor = tree_sitter.QueryCursor(query)
-            if start != node.start_byte or end != node.end_byte:
-                cursor.set_byte_range(start, end)
-            for name, found in cursor.captures(node).items():
-                captures.setdefault(name, []).extend(found)
-    # Identifiers are non-empty leaves: within a tree their start byte identifies them.
-    not_use = {x.start_byte for x in captures.get("skip", ())}
-    defs = []
-    for x in captures.get("def", ()):
-        sb = x.start_byte
-        not_use.add(sb)
-        defs.append((sb, x.end_byte, x))
-    for x in captures.get("rw", ()):
-        defs.append((x.start_byte, x.end_byte, x))
-    uses = []
-    for x in captures.get("id", ()):
-        sb = x.start_byte
-        if sb not in not_use:
-            uses.append((sb, x.end_byte, x))
-    return defs, uses
-
-
-def _roles_from_arrays(ast: AstArrays, tables: _Tables):
-    """(defs, uses) as lists of (start_byte, end_byte, graph index), the same rules as the query
-    applied to the parent kind and the neighbouring siblings (contiguous in BFS order)."""
-    kind, span, edge_src = ast.kind, ast.span, ast.edge_src
+def _roles(tree, tables: _Tables, n_kept: int):
+    """(defs, uses) as lists of (start_byte, end_byte, tree index) of the kept `identifier`
+    leaves: the roles of `_PARENT_ROLES`, decided by the parent's kind and the neighbouring
+    siblings (the same rules as the tree-sitter query `_Tables.query`, which the tests use to
+    cross-check this). A compound assignment / ++ target is in both lists."""
+    kind, parent, first, start, end = tree.kind, tree.parent, tree.first, tree.start, tree.end
     roles = tables.parent_roles.get
     value_tokens, plain_assign = tables.value_tokens, tables.plain_assign
-    n = len(kind)
     defs, uses = [], []
-    for i in ast.identifiers:
+    for i in tree.identifiers(n_kept):
         if i == 0:
             continue
-        p = edge_src[i - 1]
+        p = parent[i]
         role = roles(kind[p])
+        sp = (start[i], end[i], i)
         if role is None:
-            uses.append((*span[i], i))
+            uses.append(sp)
             continue
         if role == _R_SKIP:
             continue
-        first = i == 1 or edge_src[i - 2] != p  # no previous sibling
+        is_first = first[p] == i  # no previous sibling
         if role == _R_ASSIGN:
-            if not first:
-                uses.append((*span[i], i))  # the right-hand side
+            if not is_first:
+                uses.append(sp)  # the right-hand side
                 continue
             nxt = i + 1
-            if nxt < n and edge_src[i] == p and kind[nxt] in plain_assign:
-                defs.append((*span[i], i))
+            if nxt < n_kept and parent[nxt] == p and kind[nxt] in plain_assign:
+                defs.append(sp)
                 continue
             role = _R_RW  # compound operator (or a missing one)
         if role == _R_RW:
-            sp = span[i]
-            defs.append((*sp, i))
-            uses.append((*sp, i))
+            defs.append(sp)
+            uses.append(sp)
         elif role == _R_DEF:
-            defs.append((*span[i], i))
+            defs.append(sp)
         elif role == _R_DEF_FIRST:
-            (defs if first else uses).append((*span[i], i))
+            (defs if is_first else uses).append(sp)
         else:  # _R_DEF_UNLESS_VALUE: the identifier after `=` / `:` is a value
-            if not first and kind[i - 1] in value_tokens:
-                uses.append((*span[i], i))
+            if not is_first and kind[i - 1] in value_tokens:
+                uses.append(sp)
             else:
-                defs.append((*span[i], i))
+                defs.append(sp)
     return defs, uses
 
 
-def _reaching_definitions(n, edges, regions, defs, uses, src, base):
+def _reaching_definitions(n, edges, regions, defs, uses, src):
     """Reaching definitions over the CFG (n nodes). defs / uses: (start_byte, end_byte, handle)
     of identifiers; an identifier belongs to the CFG node whose region holds it (others are
     ignored). Returns (def handle, use handle) pairs."""
-    regions.sort(key=_region_key)  # (never compares the nodes in the tuples)
+    regions.sort()
     starts = [r[0] for r in regions]
     ends = [r[1] for r in regions]
     owners = [r[2] for r in regions]
@@ -676,7 +630,7 @@ def _reaching_definitions(n, edges, regions, defs, uses, src, base):
         if r < 0 or sb >= ends[r]:
             continue
         v = owners[r]
-        name = src[sb - base:eb - base]
+        name = src[sb:eb]
         bit = 1 << len(def_handles)
         def_handles.append(h)
         name_mask[name] = name_mask.get(name, 0) | bit
@@ -692,7 +646,7 @@ def _reaching_definitions(n, edges, regions, defs, uses, src, base):
     # Uses of names that have definitions: (CFG node, mask of that name's defs, handle).
     live: list[tuple] = []
     for sb, eb, h in uses:
-        m = name_mask.get(src[sb - base:eb - base])
+        m = name_mask.get(src[sb:eb])
         if m:
             r = bisect_right(starts, sb) - 1
             if r >= 0 and sb < ends[r]:
@@ -769,54 +723,28 @@ def _reaching_definitions(n, edges, regions, defs, uses, src, base):
     return pairs
 
 
-def flow_edges(root, index_of: dict[int, int], lang: str = "c", *,
-               ast: AstArrays | None = None) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """(cfg_edges, dfg_edges) as (src_graph_idx, dst_graph_idx) pairs.
+def flow_edges(tree, lang: str = "c", n_kept: int | None = None
+               ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(cfg_edges, dfg_edges) as (src, dst) pairs of tree indices, which are graph indices.
 
-    root: the tree-sitter root node (translation_unit) of ONE function's source (it may hold a
-    function_definition, or just statements / broken code when the parse failed).
-    index_of: maps tree-sitter `node.id` -> graph node index for every node kept in the graph;
-    any edge touching a node not in index_of is dropped (graph truncation). A kept node's
-    ancestors are assumed kept (true of a breadth-first prefix).
-    ast: optional, for speed: the arrays of the breadth-first walk that built index_of (see
-    `AstArrays`); identifiers and their roles are then read from them instead of running a
-    tree-sitter query over the tree, and index_of need only hold the nodes `index_kinds` names.
-    Same edges, except that in a truncated graph definitions outside the kept nodes are not
-    seen at all (with the query, a definition below the cut-off inside a kept statement still
-    kills older definitions).
+    tree: a `parse.SyntaxTree`, the whole tree-sitter tree of ONE function's source in
+    breadth-first order (its root may hold a function_definition, or just statements / broken
+    code when the parse failed).
+    n_kept: the graph keeps the first n_kept nodes (a breadth-first prefix; default: all);
+    edges touching a node at or past n_kept are dropped, and definitions there are not seen.
     See the module docstring for what the edges mean. Both lists are sorted and duplicate-free."""
+    if n_kept is None or n_kept > tree.count:
+        n_kept = tree.count
     tables = _tables(lang)
-    truncated = root.descendant_count > (len(index_of) if ast is None else len(ast.kind))
-    ts_ids, edges, regions = _build_cfg(root, tables, index_of, truncated)
-    get = index_of.get
+    ts_ids, edges, regions = _build_cfg(tree, tables, n_kept)
     cfg = []
     for a, b in edges:
-        ia = get(ts_ids[a])
-        if ia is not None:
-            ib = get(ts_ids[b])
-            if ib is not None:
-                cfg.append((ia, ib))
+        ia, ib = ts_ids[a], ts_ids[b]
+        if ia < n_kept and ib < n_kept:
+            cfg.append((ia, ib))
     cfg.sort()
     if not regions:
         return cfg, []
-
-    if ast is not None:
-        defs, uses = _roles_from_arrays(ast, tables)
-        pairs = _reaching_definitions(len(ts_ids), edges, regions, defs, uses, ast.source, 0)
-        return cfg, sorted({(a, b) for a, b in pairs if a != b})
-
-    defs, uses = _roles_from_query(root, tables.query, regions, truncated)
-    pairs = _reaching_definitions(len(ts_ids), edges, regions, defs, uses, root.text,
-                                  root.start_byte)
-    dfg = set()
-    index: dict = {}  # node handle -> graph index (-1: not kept), each looked up once
-    for d, u in pairs:
-        ia = index.get(d)
-        if ia is None:
-            ia = index[d] = get(d.id, -1)
-        ib = index.get(u)
-        if ib is None:
-            ib = index[u] = get(u.id, -1)
-        if ia >= 0 and ib >= 0 and ia != ib:
-            dfg.add((ia, ib))
-    return cfg, sorted(dfg)
+    defs, uses = _roles(tree, tables, n_kept)
+    pairs = _reaching_definitions(len(ts_ids), edges, regions, defs, uses, tree.source)
+    return cfg, sorted({(a, b) for a, b in pairs if a != b})

@@ -3,21 +3,27 @@
 The graph is plain NumPy (node features, typed edges, byte spans) so it can later be
 stored as Parquet columns and turned into a PyG `Data` without re-parsing. Node features
 are the grammar's node-type id and a hashed id of the token text for leaves (so `strcpy`
-and `strncpy`, `<` and `<=` differ). Walks are iterative: deep nesting cannot hit the
-recursion limit.
+and `strncpy`, `<` and `<=` differ).
+
+The parse and the breadth-first walk run in C (`_treewalk`, built from
+src/streamguard/data/_treewalk.c against the vendored tree-sitter runtime): one call returns
+the whole tree as arrays (`SyntaxTree`), so the graph is array slicing and the CFG/DFG
+analysis (`flow`) visits only statement nodes, by index. Walks are iterative: deep nesting
+cannot hit a recursion limit. The Python `tree_sitter` binding still supplies the grammar
+metadata (kind and field names) and serves the callers that need node objects.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections import deque
-from itertools import chain, repeat
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
-from streamguard.data.flow import AstArrays, flow_edges, index_kinds
+from streamguard.data import _treewalk
+from streamguard.data.flow import flow_edges
 
 # Edge kinds. AST parent->child, and NCS ("natural code sequence", as in Devign):
 # each leaf token -> the next leaf in source order, so statement order is visible
@@ -46,16 +52,22 @@ class FunctionGraph:
 
 
 @lru_cache(maxsize=None)
-def _language(lang: str):
-    import tree_sitter
-
+def _grammar(lang: str):
+    """The grammar's capsule (a TSLanguage pointer), as the grammar package hands it out."""
     if lang == "c":
         import tree_sitter_c as grammar
     elif lang == "cpp":
-        import tree_sitter_cpp as grammar  # optional grammar, used by the data-pipeline issue
+        import tree_sitter_cpp as grammar
     else:
         raise ValueError(f"unsupported language {lang!r}; expected 'c' or 'cpp'")
-    return tree_sitter.Language(grammar.language())
+    return grammar.language()
+
+
+@lru_cache(maxsize=None)
+def _language(lang: str):
+    import tree_sitter
+
+    return tree_sitter.Language(_grammar(lang))
 
 
 LANGS = ("c", "cpp")
@@ -100,93 +112,78 @@ def token_bucket(text: bytes, buckets: int) -> int:
     return 1 + zlib.crc32(text) % (buckets - 1)
 
 
+class SyntaxTree(NamedTuple):
+    """A whole tree-sitter tree in breadth-first order: node 0 is the root, and the children
+    of node i are first[i] .. first[i] + nchild[i] - 1 (contiguous, in source order). The
+    arrays are memoryviews, so indexing gives Python ints (what `flow` wants) and
+    `np.frombuffer` gives NumPy arrays without a copy."""
+    count: int             # nodes (tree-sitter's visible nodes: root.descendant_count)
+    has_error: bool        # ERROR / MISSING nodes present (root.has_error)
+    kind: memoryview       # uint16 kind_id (65535 for ERROR)
+    named: memoryview      # uint8 is_named
+    field: memoryview      # uint16 field id in the parent (0: none)
+    parent: memoryview     # int32 (-1 for the root)
+    first: memoryview      # int32 first child
+    nchild: memoryview     # int32 child count
+    start: memoryview      # uint32 byte span
+    end: memoryview        # uint32
+    bucket: memoryview     # int32 token_bucket of a leaf's text (its type name if empty); 0 inside
+    source: bytes          # the parsed bytes
+    lang: str
+
+    def identifiers(self, n: int) -> list[int]:
+        """The `identifier` leaves among the first n nodes, in tree order."""
+        kind = np.frombuffer(self.kind, np.uint16, n)
+        leaf = np.frombuffer(self.nchild, np.int32, n) == 0
+        return np.flatnonzero((kind == _identifier_kind(self.lang)) & leaf).tolist()
+
+
+_FORMATS = "HBHiiiIIi"
+
+
+def syntax_tree(code: bytes, lang: str = "c", token_buckets: int = 4096) -> SyntaxTree:
+    """Parse `code` with the grammar of `lang` and lay the tree out as arrays (one C call)."""
+    count, has_error, *arrays = _treewalk.walk(code, _grammar(lang), token_buckets)
+    views = [memoryview(a).cast(f) for a, f in zip(arrays, _FORMATS)]
+    return SyntaxTree(count, has_error, *views, code, lang)
+
+
 def parse_function(source: str | bytes, *, lang: str = "c", max_nodes: int = 4000,
                    token_buckets: int = 4096) -> FunctionGraph:
     """Parse one function. Always returns a graph (tree-sitter is error tolerant); the tier
-    says whether ERROR/MISSING nodes were present."""
+    says whether ERROR/MISSING nodes were present. The graph keeps the first max_nodes nodes
+    in breadth-first order (the top of the tree)."""
     code = source.encode("utf-8", errors="replace") if isinstance(source, str) else source
-    tree = _parser(lang).parse(code)
-    error_id = num_node_types(lang) - 1
-    root = tree.root_node
-
-    node_type: list[int] = []
-    token_id: list[int] = []
-    spans: list[tuple[int, int]] = []
-    parents: list[int] = []  # the parent of node i >= 1 is parents[i - 1] (AST edge parent -> i)
-    # For flow_edges: graph index of the nodes it can use (statements, for-loop parts) by
-    # tree-sitter id, and the identifier leaves.
-    index_of: dict[int, int] = {}
-    identifiers: list[int] = []
-    identifier_kind = _identifier_kind(lang)
-    indexed_kinds, for_kinds = index_kinds(lang)
-    # Breadth-first with an explicit queue: no recursion, and truncation keeps the top of the tree.
-    # This loop runs once per node of every function prepared: methods are bound to locals,
-    # children are queued with C-level zip/repeat instead of a generator, a span is the
-    # node's own `byte_range` tuple, and AST edge targets are implied (node i's parent edge
-    # is the (i-1)-th).
-    queue: deque = deque([(root, -1)])
-    pop, push = queue.popleft, queue.extend
-    add_type, add_token, add_span = node_type.append, token_id.append, spans.append
-    add_parent = parents.append
-    leaves: list[int] = []
-    add_leaf = leaves.append
-    truncated = False
-    idx = -1
-    while queue:
-        node, parent = pop()
-        idx += 1
-        if idx >= max_nodes:
-            truncated = True
-            break
-        kind = node.kind_id
-        add_type(kind if kind < error_id else error_id)
-        span = node.byte_range
-        add_span(span)
-        child_count = node.child_count
-        if child_count == 0:
-            start, end = span
-            add_token(token_bucket(code[start:end] or node.type.encode(), token_buckets))
-            add_leaf(idx)
-            if kind == identifier_kind:
-                identifiers.append(idx)
-        else:
-            add_token(0)
-            children = node.children
-            push(zip(children, repeat(idx)))
-            if kind in indexed_kinds:
-                index_of[node.id] = idx
-                if kind in for_kinds:  # its children get the next free indices after the queue
-                    first = idx + len(queue) - child_count + 1
-                    for j, child in enumerate(children):
-                        if first + j < max_nodes:
-                            index_of[child.id] = first + j
-        if parent >= 0:
-            add_parent(parent)
-
-    n = len(node_type)
-    span_arr = np.fromiter(chain.from_iterable(spans), dtype=np.int64, count=2 * n).reshape(-1, 2)
+    tree = syntax_tree(code, lang, token_buckets)
+    n = min(tree.count, max_nodes)
+    kind = np.frombuffer(tree.kind, np.uint16, n).astype(np.int32)
+    # ERROR (65535) and any id past the grammar's kinds -> the grammar's ERROR id; then the
+    # grammar's block of the shared vocabulary.
+    np.minimum(kind, num_node_types(lang) - 1, out=kind)
+    kind += node_type_offset(lang)
+    start = np.frombuffer(tree.start, np.uint32, n)
+    span = np.empty((n, 2), dtype=np.int64)
+    span[:, 0] = start
+    span[:, 1] = np.frombuffer(tree.end, np.uint32, n)
     # NCS: the leaves in source order (ties: BFS order), each to the next.
-    leaf = np.asarray(leaves, dtype=np.int64)
-    leaf = leaf[np.argsort(span_arr[leaf, 0], kind="stable")]
-    cfg, dfg = flow_edges(root, index_of, lang,
-                          ast=AstArrays(node_type, spans, parents, identifiers, code))
-    sizes = [len(parents), max(len(leaf) - 1, 0), len(cfg), len(dfg)]  # AST, NCS, CFG, DFG, in this order
+    leaf = np.flatnonzero(np.frombuffer(tree.nchild, np.int32, n) == 0)
+    leaf = leaf[np.argsort(start[leaf], kind="stable")]
+    cfg, dfg = flow_edges(tree, lang, n)
+    sizes = [max(n - 1, 0), max(len(leaf) - 1, 0), len(cfg), len(dfg)]  # AST, NCS, CFG, DFG, in this order
     n_ast, n_tree = sizes[0], sizes[0] + sizes[1]
     edge_index = np.empty((2, sum(sizes)), dtype=np.int64)
-    edge_index[0, :n_ast] = parents
+    edge_index[0, :n_ast] = np.frombuffer(tree.parent, np.int32, n)[1:]  # AST: parent -> node i
     edge_index[1, :n_ast] = np.arange(1, n_ast + 1)
     edge_index[0, n_ast:n_tree] = leaf[:-1]
     edge_index[1, n_ast:n_tree] = leaf[1:]
     edge_index[:, n_tree:] = np.asarray(cfg + dfg, dtype=np.int64).reshape(-1, 2).T
     edge_type = np.repeat(np.array([EDGE_AST, EDGE_NCS, EDGE_CFG, EDGE_DFG], dtype=np.int8), sizes)
     return FunctionGraph(
-        # The walk and flow_edges use the grammar's own kind ids; stored ids are shifted
-        # into the grammar's block of the shared vocabulary.
-        node_type=np.asarray(node_type, dtype=np.int32) + node_type_offset(lang),
-        token_id=np.asarray(token_id, dtype=np.int32),
+        node_type=kind,
+        token_id=np.frombuffer(tree.bucket, np.int32, n).copy(),
         edge_index=edge_index,
         edge_type=edge_type,
-        span=span_arr,  # fromiter over a flat chain: ~3x cheaper than asarray on lists of tuples
-        tier=TIER_PARTIAL if root.has_error else TIER_FULL,
-        truncated=truncated,
+        span=span,
+        tier=TIER_PARTIAL if tree.has_error else TIER_FULL,
+        truncated=tree.count > max_nodes,
     )

@@ -12,21 +12,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamguard.data.flow import flow_edges
-from streamguard.data.parse import EDGE_AST, EDGE_CFG, EDGE_DFG, EDGE_KINDS, EDGE_NCS, _parser, parse_function
+from streamguard.data.flow import _roles, _tables, flow_edges
+from streamguard.data.parse import (EDGE_AST, EDGE_CFG, EDGE_DFG, EDGE_KINDS, EDGE_NCS, _language, _parser,
+                                    parse_function, syntax_tree)
 
 
 def _tree(code, lang="c"):
-    """(root, nodes in BFS order, index_of) for every node, like parse_function without a cap."""
+    """(SyntaxTree from the C walk, the Python binding's nodes in BFS order) of one source."""
     data = code.encode() if isinstance(code, str) else code
     root = _parser(lang).parse(data).root_node
-    nodes, index_of, queue = [], {}, deque([root])
+    nodes, queue = [], deque([root])
     while queue:
         node = queue.popleft()
-        index_of[node.id] = len(nodes)
         nodes.append(node)
         queue.extend(node.children)
-    return root, nodes, index_of
+    return syntax_tree(data, lang), nodes
 
 
 def _text(node) -> str:
@@ -38,14 +38,14 @@ def _label(node) -> str:
 
 
 def cfg_of(code, lang="c"):
-    root, nodes, index_of = _tree(code, lang)
-    cfg, _ = flow_edges(root, index_of, lang)
+    tree, nodes = _tree(code, lang)
+    cfg, _ = flow_edges(tree, lang)
     return [(_text(nodes[a]), _text(nodes[b])) for a, b in cfg]
 
 
 def dfg_of(code, lang="c"):
-    root, nodes, index_of = _tree(code, lang)
-    _, dfg = flow_edges(root, index_of, lang)
+    tree, nodes = _tree(code, lang)
+    _, dfg = flow_edges(tree, lang)
     return sorted((_label(nodes[a]), _label(nodes[b])) for a, b in dfg)
 
 
@@ -406,8 +406,7 @@ def test_deep_nesting_is_iterative():
         ("void f(int a) {" + "while (a) " * depth + "a--; }", 2 * depth + 1),
         ("void f(int a) {" + "do " * depth + "a--;" + " while (a);" * depth + " }", 2 * depth + 1),
     ]:
-        root, nodes, index_of = _tree(code)
-        cfg, dfg = flow_edges(root, index_of)
+        cfg, dfg = flow_edges(syntax_tree(code.encode()))
         assert len(cfg) == n_cfg and dfg
         g = parse_function(code)  # the integration too (its BFS keeps 4000 nodes)
         assert g.truncated and (g.edge_type == EDGE_AST).sum() == g.num_nodes - 1
@@ -417,8 +416,9 @@ def test_deep_nesting_is_iterative():
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=600), st.sampled_from(["c", "cpp"]))
 def test_random_bytes_never_raise(data, lang):
-    root, nodes, index_of = _tree(data, lang)
-    cfg, dfg = flow_edges(root, index_of, lang)
+    tree, nodes = _tree(data, lang)
+    assert_same_tree(tree, nodes, lang)
+    cfg, dfg = flow_edges(tree, lang)
     assert all(0 <= a < len(nodes) and 0 <= b < len(nodes) for a, b in cfg + dfg)
     g = parse_function(data, lang=lang)
     assert g.edge_index.shape == (2, g.edge_type.shape[0])
@@ -454,20 +454,20 @@ def test_truncated_and_broken_code_never_raises():
     for lang in ("c", "cpp"):
         for cut in cuts:
             for variant in (code[:cut], code[cut:], code[:cut] + b"@@ } { ;; ) (" + code[cut:]):
-                root, nodes, index_of = _tree(variant, lang)
-                flow_edges(root, index_of, lang)
+                tree, nodes = _tree(variant, lang)
+                assert_same_tree(tree, nodes, lang)
+                flow_edges(tree, lang)
     assert cfg_of("int f( { return ;;; }}} @@@") is not None
     assert cfg_of("x = 1; y = x; if (y) goto out; out: return;")  # no function header
 
 
-def test_partial_index_drops_edges_that_touch_missing_nodes():
-    root, nodes, index_of = _tree(REAL)
-    cfg, dfg = flow_edges(root, index_of)
+def test_truncated_tree_drops_edges_that_touch_nodes_past_the_cut():
+    tree, nodes = _tree(REAL)
+    cfg, dfg = flow_edges(tree)
     assert len(cfg) > 20 and len(dfg) > 20
     # A breadth-first prefix, as parse_function's truncation keeps.
     for keep in (40, 120, 250):
-        part = {k: v for k, v in index_of.items() if v < keep}
-        pcfg, pdfg = flow_edges(root, part)
+        pcfg, pdfg = flow_edges(tree, "c", keep)
         assert all(a < keep and b < keep for a, b in pcfg + pdfg)
         assert set(pcfg) <= {(a, b) for a, b in cfg if a < keep and b < keep}
         assert len(pdfg) <= len(dfg)
@@ -475,29 +475,61 @@ def test_partial_index_drops_edges_that_touch_missing_nodes():
             assert len(pdfg) < len(dfg)
         if keep == 40:
             assert len(pcfg) < len(cfg)
-    # Dropping one identifier leaf removes exactly the DFG edges that touch it.
-    victim = next(b for a, b in dfg)
-    part = {k: v for k, v in index_of.items() if v != victim}
-    pcfg, pdfg = flow_edges(root, part)
-    assert pcfg == cfg
-    assert pdfg == [(a, b) for a, b in dfg if victim not in (a, b)]
+    assert flow_edges(tree, "c", len(nodes)) == (cfg, dfg) == flow_edges(tree, "c", 10 * len(nodes))
 
 
 # ----------------------------------------------------------------------- integration
 
 
+def assert_same_tree(tree, nodes, lang):
+    """The C walk's arrays describe the Python binding's tree, node for node, in the same order."""
+    assert tree.count == len(nodes) == nodes[0].descendant_count
+    assert tree.has_error == nodes[0].has_error
+    index = {n.id: i for i, n in enumerate(nodes)}
+    assert list(tree.kind) == [n.kind_id for n in nodes]
+    assert list(tree.named) == [n.is_named for n in nodes]
+    assert list(tree.start) == [n.start_byte for n in nodes]
+    assert list(tree.end) == [n.end_byte for n in nodes]
+    assert list(tree.nchild) == [n.child_count for n in nodes]
+    assert list(tree.parent) == [-1] + [index[n.parent.id] for n in nodes[1:]]
+    language = _language(lang)
+    for i, n in enumerate(nodes):
+        assert [tree.first[i] + k for k in range(n.child_count)] == [index[c.id] for c in n.children]
+        fields = [language.field_id_for_name(n.field_name_for_child(k)) or 0 if n.field_name_for_child(k) else 0
+                  for k in range(n.child_count)]
+        assert [tree.field[tree.first[i] + k] for k in range(n.child_count)] == fields
+
+
+def _query_roles(code: bytes, lang: str):
+    """(defs, uses) by start byte from the identifier-role tree-sitter query."""
+    import tree_sitter
+
+    root = _parser(lang).parse(code).root_node
+    caps = tree_sitter.QueryCursor(_tables(lang).query).captures(root)
+    defs = {x.start_byte for x in caps.get("def", ())}
+    rw = {x.start_byte for x in caps.get("rw", ())}
+    skip = {x.start_byte for x in caps.get("skip", ())}
+    uses = {x.start_byte for x in caps.get("id", ())} - skip - defs
+    return defs | rw, uses
+
+
 @pytest.mark.parametrize("lang, code", [("c", REAL), ("c", "int add(int a, int b) { return a + b; }"),
-                                        ("cpp", REAL), ("c", "int f( { return ;;; }}} @@@")])
-def test_parse_function_adds_the_same_flow_edges(lang, code):
-    """parse_function reads identifiers from its own walk (`ast=`); the edges are those of the
-    stand-alone query path."""
+                                        ("cpp", REAL), ("c", "int f( { return ;;; }}} @@@"),
+                                        ("cpp", "void g(std::vector<int> &v) { for (auto &x : v) { int y = x; x += y; } }"),
+                                        ("c", "int f(int *p, int n) { int a[4], b = n; a[b] = *p; b++; p->x = b; }")])
+def test_parse_function_flow_edges_and_the_role_query(lang, code):
+    """parse_function's CFG/DFG edges are flow_edges' on the same tree; the identifier roles
+    read from the arrays are those of the tree-sitter query stating the same rules."""
     g = parse_function(code, lang=lang)
     assert EDGE_KINDS == ("ast", "ncs", "cfg", "dfg") and (EDGE_CFG, EDGE_DFG) == (2, 3)
-    root, nodes, index_of = _tree(code, lang)
-    cfg, dfg = flow_edges(root, index_of, lang)
+    tree, nodes = _tree(code, lang)
+    assert_same_tree(tree, nodes, lang)
+    cfg, dfg = flow_edges(tree, lang)
     for kind, expected in ((EDGE_CFG, cfg), (EDGE_DFG, dfg)):
         got = g.edge_index[:, g.edge_type == kind].T.tolist()
         assert [tuple(e) for e in got] == expected
+    defs, uses = _roles(tree, _tables(lang), tree.count)
+    assert ({d[0] for d in defs}, {u[0] for u in uses}) == _query_roles(code.encode(), lang)
     # AST and NCS edges are unchanged, and come first.
     n_ast = g.num_nodes - 1
     assert (g.edge_type[:n_ast] == EDGE_AST).all()

@@ -13,8 +13,7 @@ setup(
             "streamguard.data._treewalk",
             sources=["src/streamguard/data/_treewalk.c", f"{TS}/src/lib.c"],
             include_dirs=[f"{TS}/include", f"{TS}/src"],
-            define_macros=[("_POSIX_C_SOURCE", "200112L"), ("_DEFAULT_SOURCE", None),
-                           ("TREE_SITTER_HIDE_SYMBOLS", None)],
+            define_macros=[("_DEFAULT_SOURCE", None), ("TREE_SITTER_HIDE_SYMBOLS", None)],
             extra_compile_args=["-std=c11", "-fvisibility=hidden", "-Wno-cast-function-type"],
         )
     ],

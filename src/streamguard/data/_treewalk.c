@@ -197,10 +197,625 @@ done:
   return result;
 }
 
+/* ------------------------------------------------------------------------------------------
+ * flow(): the statement-level CFG and the identifier roles of streamguard.data.flow, over the
+ * arrays walk() returned. This is flow.py's algorithm, step for step (its docstring describes
+ * it); flow.py keeps the reaching-definitions fixpoint and resolves goto labels.
+ * ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+  int32_t *v;
+  Py_ssize_t n, cap;
+} ivec;
+
+static int iv_push(ivec *a, int32_t x) {
+  if (a->n == a->cap) {
+    Py_ssize_t cap = a->cap ? 2 * a->cap : 16;
+    int32_t *v = realloc(a->v, (size_t)cap * sizeof(int32_t));
+    if (!v) return -1;
+    a->v = v;
+    a->cap = cap;
+  }
+  a->v[a->n++] = x;
+  return 0;
+}
+
+static int iv_extend(ivec *a, const ivec *b) {
+  for (Py_ssize_t k = 0; k < b->n; k++)
+    if (iv_push(a, b->v[k]) < 0) return -1;
+  return 0;
+}
+
+static void iv_free(ivec *a) {
+  free(a->v);
+  a->v = NULL;
+  a->n = a->cap = 0;
+}
+
+typedef struct {
+  ivec *v;
+  Py_ssize_t n, cap;
+} vvec; /* a stack of ivecs */
+
+static int vv_push(vvec *s, ivec x) { /* takes x */
+  if (s->n == s->cap) {
+    Py_ssize_t cap = s->cap ? 2 * s->cap : 16;
+    ivec *v = realloc(s->v, (size_t)cap * sizeof(ivec));
+    if (!v) return -1;
+    s->v = v;
+    s->cap = cap;
+  }
+  s->v[s->n++] = x;
+  return 0;
+}
+
+static ivec vv_pop(vvec *s) { /* gives the top away; an empty ivec when there is none */
+  ivec empty = {NULL, 0, 0};
+  return s->n ? s->v[--s->n] : empty;
+}
+
+static void vv_free(vvec *s) {
+  for (Py_ssize_t k = 0; k < s->n; k++) iv_free(&s->v[k]);
+  free(s->v);
+}
+
+/* Statement categories, identifier roles, kind flags, work-stack actions: flow.py's codes. */
+enum { K_SIMPLE, K_RETURN, K_BREAK, K_CONTINUE, K_GOTO, K_BLOCK, K_IF, K_WHILE, K_DO, K_FOR,
+       K_FOR_RANGE, K_SWITCH, K_CASE, K_LABELED, K_TRY, K_PREPROC, K_FUNCTION, K_NONE = 255 };
+enum { R_SKIP, R_DEF, R_RW, R_DEF_FIRST, R_DEF_UNLESS_VALUE, R_ASSIGN, R_NONE = 255 };
+enum { F_CLAUSE = 1, F_FDECL = 2, F_VALUE = 4, F_PLAIN_ASSIGN = 8 };
+enum { A_VISIT = -1, A_IF_ELSE, A_IF_NOELSE, A_JOIN, A_LOOP_END, A_FOR_END, A_DO_END, A_SWITCH_END,
+       A_ACC_START, A_CATCH, A_ACC_ADD, A_TRY_END, A_PP_END, A_FUNC_END };
+enum { FLD_COND, FLD_CONS, FLD_ALT, FLD_BODY, FLD_INIT, FLD_UPD, FLD_VALUE, FLD_LABEL, FLD_PARAMS,
+       FLD_DECL, N_FIELDS };
+
+typedef struct {
+  int32_t op, a, b, c;
+} item;
+
+typedef struct {
+  item *v;
+  Py_ssize_t n, cap;
+} istack;
+
+static int is_push(istack *s, int32_t op, int32_t a, int32_t b, int32_t c) {
+  if (s->n == s->cap) {
+    Py_ssize_t cap = s->cap ? 2 * s->cap : 64;
+    item *v = realloc(s->v, (size_t)cap * sizeof(item));
+    if (!v) return -1;
+    s->v = v;
+    s->cap = cap;
+  }
+  item it = {op, a, b, c};
+  s->v[s->n++] = it;
+  return 0;
+}
+
+typedef struct {
+  const uint16_t *kind, *field;
+  const uint8_t *named;
+  const int32_t *parent, *first, *nchild;
+  const uint32_t *start, *end;
+  Py_ssize_t count;
+} tree_t;
+
+static int32_t child_in(const tree_t *t, int32_t i, uint16_t f) { /* child_by_field_id, or -1 */
+  if (!f) return -1;
+  int32_t c = t->first[i], stop = c + t->nchild[i];
+  for (; c < stop; c++)
+    if (t->field[c] == f) return c;
+  return -1;
+}
+
+static int cmp_pair(const void *x, const void *y) {
+  const int32_t *a = x, *b = y;
+  if (a[0] != b[0]) return a[0] < b[0] ? -1 : 1;
+  return (a[1] > b[1]) - (a[1] < b[1]);
+}
+
+static int cmp_triple(const void *x, const void *y) {
+  const int32_t *a = x, *b = y;
+  for (int k = 0; k < 3; k++)
+    if (a[k] != b[k]) return a[k] < b[k] ? -1 : 1;
+  return 0;
+}
+
+/* Regions are stored as int32 triples: byte offsets are below 4 GiB but the comparison must be
+ * unsigned, so they are biased by INT32_MIN (order preserved) and unbiased on the way out. */
+#define BIAS(x) ((int32_t)((uint32_t)(x) ^ 0x80000000u))
+
+static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, Py_ssize_t count,
+                      const char *what) {
+  if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) return -1;
+  if (view->len < itemsize * count) {
+    PyBuffer_Release(view);
+    PyErr_Format(PyExc_ValueError, "flow(): %s holds %zd bytes, expected %zd", what, view->len,
+                 itemsize * count);
+    return -1;
+  }
+  return 0;
+}
+
+static PyObject *flow(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *objs[8], *tables[3], *fields_obj;
+  Py_ssize_t count, n_kept;
+  int identifier_kind;
+  if (!PyArg_ParseTuple(args, "nnOOOOOOOOOOOOi", &count, &n_kept, &objs[0], &objs[1], &objs[2],
+                        &objs[3], &objs[4], &objs[5], &objs[6], &objs[7], &tables[0], &tables[1],
+                        &tables[2], &fields_obj, &identifier_kind))
+    return NULL;
+  static const Py_ssize_t sizes[8] = {2, 1, 2, 4, 4, 4, 4, 4};
+  static const char *names[8] = {"kind", "named", "field", "parent", "first", "nchild", "start", "end"};
+  Py_buffer views[11];
+  int nviews = 0;
+  PyObject *result = NULL;
+  ivec cur = {0}, ts = {0}, edges = {0}, regions = {0}, labels = {0}, gotos = {0}, cont = {0},
+       switches = {0};
+  vvec saved = {0}, brk = {0};
+  istack stack = {0};
+  int oom = 0;
+
+  for (; nviews < 8; nviews++)
+    if (get_buffer(objs[nviews], &views[nviews], sizes[nviews], count, names[nviews]) < 0) goto done;
+  for (int k = 0; k < 3; k++, nviews++)
+    if (get_buffer(tables[k], &views[nviews], 1, 65536, "a kind table") < 0) goto done;
+  uint16_t fld[N_FIELDS];
+  if (!PyTuple_Check(fields_obj) || PyTuple_GET_SIZE(fields_obj) != N_FIELDS) {
+    PyErr_SetString(PyExc_ValueError, "flow(): fields must be a tuple of 10 field ids");
+    goto done;
+  }
+  for (int k = 0; k < N_FIELDS; k++) {
+    long f = PyLong_AsLong(PyTuple_GET_ITEM(fields_obj, k));
+    if (f == -1 && PyErr_Occurred()) goto done;
+    fld[k] = (uint16_t)f;
+  }
+  if (n_kept > count) n_kept = count;
+  if (count <= 0) {
+    result = Py_BuildValue("(y#[][][][][])", "", (Py_ssize_t)0);
+    goto done;
+  }
+  tree_t t = {views[0].buf, views[2].buf, views[1].buf, views[3].buf, views[4].buf,
+              views[5].buf, views[6].buf, views[7].buf, count};
+  const uint8_t *cat = views[8].buf, *role_of = views[9].buf, *flags = views[10].buf;
+  const int32_t kept = (int32_t)n_kept;
+
+#define CHK(x) do { if ((x) < 0) { oom = 1; goto done; } } while (0)
+#define EDGE(p, q) do { CHK(iv_push(&edges, (p))); CHK(iv_push(&edges, (q))); } while (0)
+#define FROM_CUR(q) do { for (Py_ssize_t _k = 0; _k < cur.n; _k++) EDGE(cur.v[_k], (q)); } while (0)
+#define SET_CUR1(x) do { cur.n = 0; CHK(iv_push(&cur, (x))); } while (0)
+#define REGION(s, e, k) do { CHK(iv_push(&regions, BIAS(s))); CHK(iv_push(&regions, BIAS(e))); \
+                             CHK(iv_push(&regions, (k))); } while (0)
+#define NEW_TS(var, node) do { CHK(iv_push(&ts, (node))); (var) = (int32_t)(ts.n - 1); } while (0)
+#define SAVE_CUR() do { CHK(vv_push(&saved, cur)); cur.v = NULL; cur.n = cur.cap = 0; } while (0)
+#define PUSH_NAMED_CHILDREN(node, skip) do { \
+    for (int32_t _c = t.first[node] + t.nchild[node] - 1; _c >= t.first[node]; _c--) \
+      if (t.named[_c] && _c != (skip)) CHK(is_push(&stack, A_VISIT, _c, 0, 0)); } while (0)
+
+  CHK(is_push(&stack, A_VISIT, 0, 0, 0));
+  while (stack.n) {
+    item it = stack.v[--stack.n];
+    if (it.op != A_VISIT) {
+      ivec got;
+      switch (it.op) {
+        case A_JOIN:
+        case A_TRY_END:
+          got = vv_pop(&saved);
+          CHK(iv_extend(&got, &cur));
+          iv_free(&cur);
+          cur = got;
+          break;
+        case A_IF_ELSE:
+          SAVE_CUR();
+          CHK(iv_push(&cur, it.a));
+          CHK(is_push(&stack, A_JOIN, 0, 0, 0));
+          CHK(is_push(&stack, A_VISIT, it.b, 0, 0));
+          break;
+        case A_IF_NOELSE:
+          CHK(iv_push(&cur, it.a));
+          break;
+        case A_LOOP_END:
+        case A_DO_END:
+          FROM_CUR(it.a);
+          got = vv_pop(&brk);
+          SET_CUR1(it.a);
+          CHK(iv_extend(&cur, &got));
+          iv_free(&got);
+          if (cont.n) cont.n--;
+          break;
+        case A_FOR_END: {
+          int32_t h = it.a, u = it.b, back = u < 0 ? h : u;
+          FROM_CUR(back);
+          if (u >= 0) EDGE(u, h);
+          cur.n = 0;
+          if (it.c) CHK(iv_push(&cur, h));
+          got = vv_pop(&brk);
+          CHK(iv_extend(&cur, &got));
+          iv_free(&got);
+          if (cont.n) cont.n--;
+          break;
+        }
+        case A_SWITCH_END: {
+          int32_t s = -1, has_default = 1;
+          if (switches.n >= 2) {
+            s = switches.v[switches.n - 2];
+            has_default = switches.v[switches.n - 1];
+            switches.n -= 2;
+          }
+          got = vv_pop(&brk);
+          CHK(iv_extend(&cur, &got));
+          iv_free(&got);
+          if (!has_default) CHK(iv_push(&cur, s));
+          break;
+        }
+        case A_ACC_START:
+          SAVE_CUR();
+          break;
+        case A_CATCH: {
+          int32_t clause = it.b, c;
+          NEW_TS(c, clause);
+          EDGE(it.a, c);
+          int32_t params = child_in(&t, clause, fld[FLD_PARAMS]);
+          if (params >= 0) REGION(t.start[params], t.end[params], c);
+          SET_CUR1(c);
+          CHK(is_push(&stack, A_ACC_ADD, 0, 0, 0));
+          int32_t body = child_in(&t, clause, fld[FLD_BODY]);
+          if (body >= 0) CHK(is_push(&stack, A_VISIT, body, 0, 0));
+          break;
+        }
+        case A_ACC_ADD:
+          if (saved.n) CHK(iv_extend(&saved.v[saved.n - 1], &cur));
+          cur.n = 0;
+          break;
+        case A_PP_END:
+          got = vv_pop(&saved);
+          if (it.a < 0) {
+            CHK(iv_extend(&cur, &got));
+            iv_free(&got);
+          } else {
+            SAVE_CUR();
+            cur = got;
+            CHK(is_push(&stack, A_JOIN, 0, 0, 0));
+            CHK(is_push(&stack, A_VISIT, it.a, 0, 0));
+          }
+          break;
+        case A_FUNC_END:
+          iv_free(&cur);
+          cur = vv_pop(&saved);
+          break;
+      }
+      continue;
+    }
+
+    int32_t node = it.a;
+    uint8_t k = cat[t.kind[node]];
+    if (k == K_NONE) continue; /* not a statement */
+    if (node >= kept) {        /* below the cut-off: one opaque node */
+      if (!t.nchild[node]) continue;
+      int32_t i;
+      NEW_TS(i, node);
+      FROM_CUR(i);
+      if (k == K_CASE && switches.n) {
+        EDGE(switches.v[switches.n - 2], i);
+        switches.v[switches.n - 1] = 1;
+      }
+      SET_CUR1(i);
+      continue;
+    }
+    if (k == K_SIMPLE) {
+      int32_t i;
+      NEW_TS(i, node);
+      FROM_CUR(i);
+      REGION(t.start[node], t.end[node], i);
+      SET_CUR1(i);
+      continue;
+    }
+    if (k == K_BLOCK) {
+      PUSH_NAMED_CHILDREN(node, -1);
+      continue;
+    }
+    if (k == K_PREPROC) {
+      int32_t alt = child_in(&t, node, fld[FLD_ALT]);
+      ivec copy = {0};
+      CHK(iv_extend(&copy, &cur));
+      if (vv_push(&saved, copy) < 0) {
+        iv_free(&copy);
+        oom = 1;
+        goto done;
+      }
+      CHK(is_push(&stack, A_PP_END, alt, 0, 0));
+      PUSH_NAMED_CHILDREN(node, alt);
+      continue;
+    }
+
+    int32_t i;
+      NEW_TS(i, node);
+    if (k != K_DO && k != K_FUNCTION) FROM_CUR(i);
+    int32_t cond, body, label;
+    switch (k) {
+      case K_IF: {
+        cond = child_in(&t, node, fld[FLD_COND]);
+        if (cond >= 0) REGION(t.start[cond], t.end[cond], i);
+        SET_CUR1(i);
+        int32_t alt = child_in(&t, node, fld[FLD_ALT]);
+        if (alt < 0) CHK(is_push(&stack, A_IF_NOELSE, i, 0, 0));
+        else CHK(is_push(&stack, A_IF_ELSE, i, alt, 0));
+        int32_t cons = child_in(&t, node, fld[FLD_CONS]);
+        if (cons >= 0) CHK(is_push(&stack, A_VISIT, cons, 0, 0));
+        break;
+      }
+      case K_RETURN:
+        REGION(t.start[node], t.end[node], i);
+        cur.n = 0;
+        break;
+      case K_BREAK:
+        if (brk.n) CHK(iv_push(&brk.v[brk.n - 1], i));
+        cur.n = 0;
+        break;
+      case K_CONTINUE:
+        if (cont.n) EDGE(i, cont.v[cont.n - 1]);
+        cur.n = 0;
+        break;
+      case K_GOTO:
+        label = child_in(&t, node, fld[FLD_LABEL]);
+        if (label >= 0) {
+          CHK(iv_push(&gotos, i));
+          CHK(iv_push(&gotos, (int32_t)t.start[label]));
+          CHK(iv_push(&gotos, (int32_t)t.end[label]));
+        }
+        cur.n = 0;
+        break;
+      case K_WHILE:
+        cond = child_in(&t, node, fld[FLD_COND]);
+        if (cond >= 0) REGION(t.start[cond], t.end[cond], i);
+        CHK(vv_push(&brk, (ivec){0}));
+        CHK(iv_push(&cont, i));
+        SET_CUR1(i);
+        CHK(is_push(&stack, A_LOOP_END, i, 0, 0));
+        body = child_in(&t, node, fld[FLD_BODY]);
+        if (body >= 0) CHK(is_push(&stack, A_VISIT, body, 0, 0));
+        break;
+      case K_FOR: {
+        int32_t init = child_in(&t, node, fld[FLD_INIT]), upd = child_in(&t, node, fld[FLD_UPD]);
+        int32_t h = i, u = -1;
+        cond = child_in(&t, node, fld[FLD_COND]);
+        if (init >= 0 && t.nchild[init] == 0) { /* a bare leaf defines nothing */
+          REGION(t.start[init], t.end[init], h);
+          init = -1;
+        }
+        if (init >= 0) { /* node i becomes the initializer, the header comes next */
+          ts.v[i] = init;
+          REGION(t.start[init], t.end[init], i);
+          NEW_TS(h, node);
+          EDGE(i, h);
+        }
+        if (cond >= 0) REGION(t.start[cond], t.end[cond], h);
+        if (upd >= 0 && t.nchild[upd] == 0) {
+          REGION(t.start[upd], t.end[upd], h);
+          upd = -1;
+        }
+        if (upd >= 0) {
+          NEW_TS(u, upd);
+          REGION(t.start[upd], t.end[upd], u);
+        }
+        CHK(vv_push(&brk, (ivec){0}));
+        CHK(iv_push(&cont, u < 0 ? h : u));
+        SET_CUR1(h);
+        CHK(is_push(&stack, A_FOR_END, h, u, cond >= 0));
+        body = child_in(&t, node, fld[FLD_BODY]);
+        if (body >= 0) CHK(is_push(&stack, A_VISIT, body, 0, 0));
+        break;
+      }
+      case K_DO:
+        cond = child_in(&t, node, fld[FLD_COND]);
+        if (cond >= 0) REGION(t.start[cond], t.end[cond], i);
+        CHK(vv_push(&brk, (ivec){0}));
+        CHK(iv_push(&cont, i));
+        CHK(iv_push(&cur, i));
+        CHK(is_push(&stack, A_DO_END, i, 0, 0));
+        body = child_in(&t, node, fld[FLD_BODY]);
+        if (body >= 0) CHK(is_push(&stack, A_VISIT, body, 0, 0));
+        break;
+      case K_SWITCH:
+        cond = child_in(&t, node, fld[FLD_COND]);
+        if (cond >= 0) REGION(t.start[cond], t.end[cond], i);
+        CHK(vv_push(&brk, (ivec){0}));
+        CHK(iv_push(&switches, i));
+        CHK(iv_push(&switches, 0));
+        cur.n = 0; /* statements before the first label are unreachable */
+        CHK(is_push(&stack, A_SWITCH_END, 0, 0, 0));
+        body = child_in(&t, node, fld[FLD_BODY]);
+        if (body >= 0) {
+          if (body >= kept) { /* an opaque body: its unseen labels may include a default */
+            int32_t b;
+            NEW_TS(b, body);
+            EDGE(i, b);
+            switches.v[switches.n - 1] = 1;
+            SET_CUR1(b);
+          } else {
+            CHK(is_push(&stack, A_VISIT, body, 0, 0));
+          }
+        }
+        break;
+      case K_CASE: {
+        int32_t value = child_in(&t, node, fld[FLD_VALUE]);
+        if (switches.n) {
+          EDGE(switches.v[switches.n - 2], i);
+          if (value < 0) switches.v[switches.n - 1] = 1;
+        }
+        if (value >= 0) REGION(t.start[value], t.end[value], i);
+        SET_CUR1(i);
+        PUSH_NAMED_CHILDREN(node, -1);
+        break;
+      }
+      case K_LABELED:
+        label = child_in(&t, node, fld[FLD_LABEL]);
+        if (label >= 0) {
+          CHK(iv_push(&labels, (int32_t)t.start[label]));
+          CHK(iv_push(&labels, (int32_t)t.end[label]));
+          CHK(iv_push(&labels, i));
+        }
+        SET_CUR1(i);
+        PUSH_NAMED_CHILDREN(node, -1);
+        break;
+      case K_FOR_RANGE:
+        body = child_in(&t, node, fld[FLD_BODY]);
+        REGION(t.start[node], body >= 0 ? t.start[body] : t.end[node], i);
+        CHK(vv_push(&brk, (ivec){0}));
+        CHK(iv_push(&cont, i));
+        SET_CUR1(i);
+        CHK(is_push(&stack, A_LOOP_END, i, 0, 0));
+        if (body >= 0) CHK(is_push(&stack, A_VISIT, body, 0, 0));
+        break;
+      case K_TRY:
+        SET_CUR1(i);
+        CHK(is_push(&stack, A_TRY_END, 0, 0, 0));
+        for (int32_t c = t.first[node] + t.nchild[node] - 1; c >= t.first[node]; c--)
+          if (t.named[c] && (flags[t.kind[c]] & F_CLAUSE)) CHK(is_push(&stack, A_CATCH, i, c, 0));
+        CHK(is_push(&stack, A_ACC_START, 0, 0, 0));
+        body = child_in(&t, node, fld[FLD_BODY]);
+        if (body >= 0) CHK(is_push(&stack, A_VISIT, body, 0, 0));
+        break;
+      case K_FUNCTION: {
+        int32_t d = child_in(&t, node, fld[FLD_DECL]);
+        for (int k2 = 0; k2 < 64; k2++) { /* pointer / parenthesized declarators around the name */
+          if (d < 0 || (flags[t.kind[d]] & F_FDECL)) break;
+          d = child_in(&t, d, fld[FLD_DECL]);
+        }
+        int32_t params = d >= 0 ? child_in(&t, d, fld[FLD_PARAMS]) : -1;
+        if (params >= 0) REGION(t.start[params], t.end[params], i);
+        SAVE_CUR(); /* self-contained: the outer frontier resumes after it */
+        CHK(iv_push(&cur, i));
+        CHK(is_push(&stack, A_FUNC_END, 0, 0, 0));
+        body = child_in(&t, node, fld[FLD_BODY]);
+        if (body >= 0) CHK(is_push(&stack, A_VISIT, body, 0, 0));
+        break;
+      }
+    }
+  }
+
+  /* Edges: a set (sorted, unique). Regions: sorted, for the owner search. */
+  Py_ssize_t n_edges = 0;
+  if (edges.n) {
+    qsort(edges.v, (size_t)edges.n / 2, 2 * sizeof(int32_t), cmp_pair);
+    for (Py_ssize_t k = 0; k < edges.n; k += 2)
+      if (!n_edges || edges.v[k] != edges.v[2 * n_edges - 2] || edges.v[k + 1] != edges.v[2 * n_edges - 1]) {
+        edges.v[2 * n_edges] = edges.v[k];
+        edges.v[2 * n_edges + 1] = edges.v[k + 1];
+        n_edges++;
+      }
+  }
+  Py_ssize_t n_regions = regions.n / 3;
+  if (n_regions) qsort(regions.v, (size_t)n_regions, 3 * sizeof(int32_t), cmp_triple);
+
+  PyObject *py_edges = PyList_New(n_edges), *py_labels = PyList_New(labels.n / 3),
+           *py_gotos = PyList_New(gotos.n / 3), *py_defs = PyList_New(0), *py_uses = PyList_New(0);
+  PyObject *py_ts = PyBytes_FromStringAndSize((const char *)ts.v, ts.n * (Py_ssize_t)sizeof(int32_t));
+  result = Py_BuildValue("(NNNNNN)", py_ts, py_edges, py_labels, py_gotos, py_defs, py_uses);
+  if (!result) goto done;
+  for (Py_ssize_t k = 0; k < n_edges; k++) {
+    PyObject *p = Py_BuildValue("(ii)", edges.v[2 * k], edges.v[2 * k + 1]);
+    if (!p) goto fail;
+    PyList_SET_ITEM(py_edges, k, p);
+  }
+  for (Py_ssize_t k = 0; k < labels.n / 3; k++) {
+    PyObject *p = Py_BuildValue("(IIi)", (uint32_t)labels.v[3 * k], (uint32_t)labels.v[3 * k + 1], labels.v[3 * k + 2]);
+    if (!p) goto fail;
+    PyList_SET_ITEM(py_labels, k, p);
+  }
+  for (Py_ssize_t k = 0; k < gotos.n / 3; k++) {
+    PyObject *p = Py_BuildValue("(iII)", gotos.v[3 * k], (uint32_t)gotos.v[3 * k + 1], (uint32_t)gotos.v[3 * k + 2]);
+    if (!p) goto fail;
+    PyList_SET_ITEM(py_gotos, k, p);
+  }
+
+  /* Identifier roles (flow._roles' rules), each kept identifier leaf with the CFG node whose
+   * region holds it (-1: none), in tree order: (owner, start, end, index). */
+  for (int32_t i = 1; i < kept; i++) {
+    if (t.kind[i] != identifier_kind || t.nchild[i]) continue;
+    int32_t p = t.parent[i];
+    uint8_t role = role_of[t.kind[p]];
+    int is_def = 0, is_use = 0;
+    int is_first = t.first[p] == i;
+    if (role == R_NONE) {
+      is_use = 1;
+    } else if (role == R_SKIP) {
+      continue;
+    } else {
+      if (role == R_ASSIGN) {
+        if (!is_first) {
+          is_use = 1;
+          role = R_NONE;
+        } else if (i + 1 < kept && t.parent[i + 1] == p && (flags[t.kind[i + 1]] & F_PLAIN_ASSIGN)) {
+          is_def = 1;
+          role = R_NONE;
+        } else {
+          role = R_RW; /* compound operator (or a missing one) */
+        }
+      }
+      if (role == R_RW) is_def = is_use = 1;
+      else if (role == R_DEF) is_def = 1;
+      else if (role == R_DEF_FIRST) (is_first ? &is_def : &is_use)[0] = 1;
+      else if (role == R_DEF_UNLESS_VALUE) {
+        if (!is_first && (flags[t.kind[i - 1]] & F_VALUE)) is_use = 1;
+        else is_def = 1;
+      }
+    }
+    /* The last region starting at or before the identifier, if it reaches past its start. */
+    int32_t owner = -1, sb = BIAS(t.start[i]);
+    Py_ssize_t lo = 0, hi = n_regions;
+    while (lo < hi) {
+      Py_ssize_t mid = (lo + hi) / 2;
+      if (regions.v[3 * mid] <= sb) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo > 0 && sb < regions.v[3 * (lo - 1) + 1]) owner = regions.v[3 * (lo - 1) + 2];
+    PyObject *rec = Py_BuildValue("(iIIi)", owner, t.start[i], t.end[i], i);
+    if (!rec) goto fail;
+    if ((is_def && PyList_Append(py_defs, rec) < 0) || (is_use && PyList_Append(py_uses, rec) < 0)) {
+      Py_DECREF(rec);
+      goto fail;
+    }
+    Py_DECREF(rec);
+  }
+  goto done;
+
+fail:
+  Py_CLEAR(result);
+done:
+  if (oom && !PyErr_Occurred()) PyErr_NoMemory();
+  if (oom) Py_CLEAR(result);
+  for (int k = 0; k < nviews; k++) PyBuffer_Release(&views[k]);
+  iv_free(&cur);
+  iv_free(&ts);
+  iv_free(&edges);
+  iv_free(&regions);
+  iv_free(&labels);
+  iv_free(&gotos);
+  iv_free(&cont);
+  iv_free(&switches);
+  vv_free(&saved);
+  vv_free(&brk);
+  free(stack.v);
+  return result;
+}
+#undef CHK
+#undef EDGE
+#undef FROM_CUR
+#undef SET_CUR1
+#undef REGION
+#undef NEW_TS
+#undef SAVE_CUR
+#undef PUSH_NAMED_CHILDREN
+
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS,
      "walk(code, language, buckets) -> (count, has_error, kind, named, field, parent, first, "
      "nchild, start, end, bucket): parse and lay the tree out breadth-first as arrays."},
+    {"flow", flow, METH_VARARGS,
+     "flow(count, n_kept, kind, named, field, parent, first, nchild, start, end, categories, roles, "
+     "flags, fields, identifier_kind) -> (cfg_node_ids, edges, labels, gotos, defs, uses): "
+     "streamguard.data.flow's statement CFG and identifier roles over walk()'s arrays."},
     {NULL, NULL, 0, NULL},
 };
 

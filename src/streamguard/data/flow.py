@@ -82,10 +82,11 @@ Graph truncation
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from functools import lru_cache
 from heapq import heappop, heappush
 from typing import NamedTuple
+
+from streamguard.data import _treewalk
 
 # Statement categories (dispatch codes).
 (_SIMPLE, _RETURN, _BREAK, _CONTINUE, _GOTO, _BLOCK, _IF, _WHILE, _DO, _FOR, _FOR_RANGE, _SWITCH,
@@ -109,7 +110,7 @@ _KINDS = {
 _HANDLER_CLAUSES = frozenset({"catch_clause", "seh_except_clause", "seh_finally_clause"})
 _ERROR_KIND_ID = 65535  # tree-sitter's kind id for ERROR nodes
 
-# Identifier roles, decided by the parent node (`_roles` applies them to the tree arrays; the
+# Identifier roles, decided by the parent node (the C flow() applies them to the tree arrays; the
 # tree-sitter query `_Tables.query` states the same rules, and the tests hold them equal):
 #   skip     the callee of a call, the parts of a C++ qualified name / template function name:
 #            neither use nor def
@@ -175,11 +176,18 @@ class _Tables(NamedTuple):
     kinds: dict          # kind_id -> statement category
     clauses: frozenset   # kind ids of catch / __except / __finally clauses
     function_declarator: frozenset
-    query: object        # the same roles as a tree-sitter query (the tests cross-check `_roles`)
+    query: object        # the same roles as a tree-sitter query (the tests cross-check the C roles)
     fields: tuple        # field ids, in _FIELDS order
     parent_roles: dict   # kind_id of an identifier's parent -> _R_* role
     value_tokens: frozenset  # kind ids of `=` and `:` (before a value / range, not a declarator)
     plain_assign: frozenset  # kind ids of `=`
+    # The same, as 65536-entry lookup tables by kind id for the C code: category (255: not a
+    # statement), parent role (255: none), flags (1 clause, 2 function_declarator, 4 value
+    # token, 8 plain `=`), and the kind id of `identifier`.
+    categories: bytes
+    roles: bytes
+    flags: bytes
+    identifier: int
 
 
 @lru_cache(maxsize=None)
@@ -227,409 +235,32 @@ def _tables(lang: str) -> _Tables:
     source = "\n".join(patterns)
     # A field missing from a grammar maps to id 0, which no child carries.
     fields = tuple(language.field_id_for_name(f) or 0 for f in _FIELDS)
+    categories, roles, flags = bytearray(b"\xff" * 65536), bytearray(b"\xff" * 65536), bytearray(65536)
+    for kid, category in kinds.items():
+        categories[kid] = category
+    for kid, role in parent_roles.items():
+        roles[kid] = role
+    for bit, ids in ((1, clauses), (2, fdecl), (4, value_tokens), (8, plain_assign)):
+        for kid in ids:
+            flags[kid] |= bit
     return _Tables(kinds, frozenset(clauses), frozenset(fdecl), tree_sitter.Query(language, source),
-                   fields, parent_roles, frozenset(value_tokens), frozenset(plain_assign))
+                   fields, parent_roles, frozenset(value_tokens), frozenset(plain_assign),
+                   bytes(categories), bytes(roles), bytes(flags),
+                   language.id_for_node_kind("identifier", True))
 
 
-def _build_cfg(tree, tables: _Tables, n_kept: int):
-    """Iterative CFG construction over the statement structure (expressions are not entered).
-    `tree` is a `parse.SyntaxTree` (the whole tree, breadth-first); nodes are its indices.
-
-    Returns (ts_ids, edges, regions): ts_ids[k] is the tree index of CFG node k; edges a set of
-    (k, k') pairs; regions a list of (start_byte, end_byte, k): byte ranges whose identifiers
-    belong to CFG node k: a statement's own expressions (a whole simple statement, the condition
-    of an if/while/switch, a for's init/condition/update, parameters). Regions never overlap:
-    nested statements are never inside them.
-
-    A statement at index >= n_kept (below a truncated graph's cut-off) becomes one opaque node
-    (its subtree holds no kept node, so nothing inside it could be an edge end)."""
-    kind, named, field, first, nchild = tree.kind, tree.named, tree.field, tree.first, tree.nchild
-    start, end, src = tree.start, tree.end, tree.source
-
-    def child(i: int, f: int) -> int:
-        """The first child of node i in field f (child_by_field_id), or -1."""
-        c = first[i]
-        for c in range(c, c + nchild[i]):
-            if field[c] == f:
-                return c
-        return -1
-
-    def named_children(i: int) -> list[int]:
-        c = first[i]
-        return [c for c in range(c, c + nchild[i]) if named[c]]
-
-    (f_cond, f_cons, f_alt, f_body, f_init, f_upd, f_value, f_label, f_params,
-     f_decl) = tables.fields
-    kinds, clause_kinds, fdecl_kinds = tables.kinds, tables.clauses, tables.function_declarator
-    ts_ids: list[int] = []
-    regions: list[tuple] = []
-    edges: set = set()
-    add_edge = edges.add
-    labels: dict[bytes, int] = {}
-    gotos: list[tuple[int, bytes]] = []
-    brk: list[list[int]] = []    # per enclosing loop/switch: its break statements
-    cont: list[int] = []         # per enclosing loop: the continue target
-    switches: list[list] = []    # per enclosing switch: [switch node, has_default]
-    saved: list[list[int]] = []  # saved frontiers
-    cur: list[int] = []          # frontier: the nodes that flow into the next statement
-    stack: list = [0]  # the root
-    get_kind = kinds.get
-
-    while stack:
-        item = stack.pop()
-        if item.__class__ is tuple:
-            op = item[0]
-            if op == _A_JOIN:
-                cur = saved.pop() + cur
-            elif op == _A_IF_ELSE:
-                saved.append(cur)
-                cur = [item[1]]
-                stack.append((_A_JOIN,))
-                stack.append(item[2])
-            elif op == _A_IF_NOELSE:
-                cur = cur + [item[1]]
-            elif op == _A_LOOP_END:  # while / range-for: body end -> header; header -> after
-                h = item[1]
-                for p in cur:
-                    add_edge((p, h))
-                cur = [h] + brk.pop()
-                cont.pop()
-            elif op == _A_FOR_END:
-                h, u, has_cond = item[1], item[2], item[3]
-                back = h if u < 0 else u
-                for p in cur:
-                    add_edge((p, back))
-                if u >= 0:
-                    add_edge((u, h))
-                cur = ([h] if has_cond else []) + brk.pop()
-                cont.pop()
-            elif op == _A_DO_END:
-                d = item[1]
-                for p in cur:
-                    add_edge((p, d))
-                cur = [d] + brk.pop()
-                cont.pop()
-            elif op == _A_SWITCH_END:
-                s, has_default = switches.pop()
-                cur = cur + brk.pop()
-                if not has_default:
-                    cur.append(s)
-            elif op == _A_ACC_START:
-                saved.append(cur)
-                cur = []
-            elif op == _A_CATCH:
-                t, clause = item[1], item[2]
-                c = len(ts_ids)
-                ts_ids.append(clause)
-                add_edge((t, c))
-                params = child(clause, f_params)
-                if params >= 0:
-                    regions.append((start[params], end[params], c))
-                cur = [c]
-                stack.append((_A_ACC_ADD,))
-                body = child(clause, f_body)
-                if body >= 0:
-                    stack.append(body)
-            elif op == _A_ACC_ADD:
-                saved[-1] = saved[-1] + cur
-                cur = []
-            elif op == _A_TRY_END:
-                cur = saved.pop() + cur
-            elif op == _A_PP_END:
-                entry = saved.pop()
-                alt = item[1]
-                if alt < 0:
-                    cur = cur + entry  # the whole #if block may be compiled out
-                else:
-                    saved.append(cur)
-                    cur = entry
-                    stack.append((_A_JOIN,))
-                    stack.append(alt)
-            elif op == _A_FUNC_END:
-                cur = saved.pop()
-            continue
-
-        node = item
-        k = get_kind(kind[node])
-        if k is None:
-            continue  # not a statement: expression fragment, comment, preproc_def, ...
-        if node >= n_kept:
-            if not nchild[node]:
-                continue  # a leaf (an empty ERROR) holds no statement
-            i = len(ts_ids)
-            ts_ids.append(node)
-            for p in cur:
-                add_edge((p, i))
-            if k == _CASE and switches:  # reached from the switch; it may be the default
-                add_edge((switches[-1][0], i))
-                switches[-1][1] = True
-            cur = [i]
-            continue
-        if k == _SIMPLE:  # the most common case first
-            i = len(ts_ids)
-            ts_ids.append(node)
-            for p in cur:
-                add_edge((p, i))
-            regions.append((start[node], end[node], i))
-            cur = [i]
-            continue
-        if k == _BLOCK:
-            children = named_children(node)
-            children.reverse()
-            stack.extend(children)
-            continue
-        if k == _PREPROC:
-            alt = child(node, f_alt)
-            saved.append(cur)
-            stack.append((_A_PP_END, alt))
-            children = named_children(node)
-            children.reverse()
-            if alt >= 0:
-                children = [c for c in children if c != alt]
-            stack.extend(children)
-            continue
-
-        # Every other category is a CFG node of its own, entered from the frontier (except the
-        # do node, the condition test after the body, and a function's entry node).
-        i = len(ts_ids)
-        ts_ids.append(node)
-        if k != _DO and k != _FUNCTION:
-            for p in cur:
-                add_edge((p, i))
-
-        if k == _IF:
-            cond = child(node, f_cond)
-            if cond >= 0:
-                regions.append((start[cond], end[cond], i))
-            cur = [i]
-            alt = child(node, f_alt)
-            stack.append((_A_IF_NOELSE, i) if alt < 0 else (_A_IF_ELSE, i, alt))
-            cons = child(node, f_cons)
-            if cons >= 0:
-                stack.append(cons)
-        elif k == _RETURN:
-            regions.append((start[node], end[node], i))
-            cur = []
-        elif k == _BREAK:
-            if brk:
-                brk[-1].append(i)
-            cur = []
-        elif k == _CONTINUE:
-            if cont:
-                add_edge((i, cont[-1]))
-            cur = []
-        elif k == _GOTO:
-            label = child(node, f_label)
-            if label >= 0:
-                gotos.append((i, src[start[label]:end[label]]))
-            cur = []
-        elif k == _WHILE:
-            cond = child(node, f_cond)
-            if cond >= 0:
-                regions.append((start[cond], end[cond], i))
-            brk.append([])
-            cont.append(i)
-            cur = [i]
-            stack.append((_A_LOOP_END, i))
-            body = child(node, f_body)
-            if body >= 0:
-                stack.append(body)
-        elif k == _FOR:
-            init = child(node, f_init)
-            cond = child(node, f_cond)
-            upd = child(node, f_upd)
-            h = i
-            # An initializer / update that is a bare leaf (`for (i; ...)`) defines nothing: it
-            # stays in the header's region instead of becoming a node (CFG nodes are never
-            # leaves, see flow_edges' `ast`).
-            if init >= 0 and nchild[init] == 0:
-                regions.append((start[init], end[init], h))
-                init = -1
-            if init >= 0:  # node i becomes the initializer, the header comes next
-                ts_ids[i] = init
-                regions.append((start[init], end[init], i))
-                h = len(ts_ids)
-                ts_ids.append(node)
-                add_edge((i, h))
-            if cond >= 0:
-                regions.append((start[cond], end[cond], h))
-            u = -1
-            if upd >= 0 and nchild[upd] == 0:
-                regions.append((start[upd], end[upd], h))
-                upd = -1
-            if upd >= 0:
-                u = len(ts_ids)
-                ts_ids.append(upd)
-                regions.append((start[upd], end[upd], u))
-            brk.append([])
-            cont.append(h if u < 0 else u)
-            cur = [h]
-            stack.append((_A_FOR_END, h, u, cond >= 0))
-            body = child(node, f_body)
-            if body >= 0:
-                stack.append(body)
-        elif k == _DO:
-            # The do node is the condition test. It joins the frontier, so it also becomes a
-            # predecessor of the body entry (the back edge).
-            cond = child(node, f_cond)
-            if cond >= 0:
-                regions.append((start[cond], end[cond], i))
-            brk.append([])
-            cont.append(i)
-            cur = cur + [i]
-            stack.append((_A_DO_END, i))
-            body = child(node, f_body)
-            if body >= 0:
-                stack.append(body)
-        elif k == _SWITCH:
-            cond = child(node, f_cond)
-            if cond >= 0:
-                regions.append((start[cond], end[cond], i))
-            brk.append([])
-            switches.append([i, False])
-            cur = []  # statements before the first label are unreachable
-            stack.append((_A_SWITCH_END,))
-            body = child(node, f_body)
-            if body >= 0:
-                if body >= n_kept:
-                    # An opaque body (below the graph's cut-off): reached from the switch; its
-                    # unseen labels may include a default.
-                    b = len(ts_ids)
-                    ts_ids.append(body)
-                    add_edge((i, b))
-                    switches[-1][1] = True
-                    cur = [b]
-                else:
-                    stack.append(body)
-        elif k == _CASE:
-            value = child(node, f_value)
-            if switches:
-                sw = switches[-1]
-                add_edge((sw[0], i))
-                if value < 0:
-                    sw[1] = True
-            if value >= 0:
-                regions.append((start[value], end[value], i))
-            cur = [i]
-            children = named_children(node)
-            children.reverse()
-            stack.extend(children)  # the value is not a statement kind: skipped
-        elif k == _LABELED:
-            label = child(node, f_label)
-            if label >= 0:
-                labels[src[start[label]:end[label]]] = i
-            cur = [i]
-            children = named_children(node)
-            children.reverse()
-            stack.extend(children)
-        elif k == _FOR_RANGE:
-            body = child(node, f_body)
-            stop = start[body] if body >= 0 else end[node]
-            regions.append((start[node], stop, i))
-            brk.append([])
-            cont.append(i)
-            cur = [i]
-            stack.append((_A_LOOP_END, i))
-            if body >= 0:
-                stack.append(body)
-        elif k == _TRY:
-            cur = [i]
-            stack.append((_A_TRY_END,))
-            clauses = [c for c in named_children(node) if kind[c] in clause_kinds]
-            clauses.reverse()
-            for clause in clauses:
-                stack.append((_A_CATCH, i, clause))
-            stack.append((_A_ACC_START,))
-            body = child(node, f_body)
-            if body >= 0:
-                stack.append(body)
-        elif k == _FUNCTION:
-            d = child(node, f_decl)
-            for _ in range(64):  # pointer / parenthesized declarators around the name
-                if d < 0 or kind[d] in fdecl_kinds:
-                    break
-                d = child(d, f_decl)
-            params = child(d, f_params) if d >= 0 else -1
-            if params >= 0:
-                regions.append((start[params], end[params], i))
-            saved.append(cur)  # self-contained: the outer frontier resumes after it
-            cur = [i]
-            stack.append((_A_FUNC_END,))
-            body = child(node, f_body)
-            if body >= 0:
-                stack.append(body)
-
-    for g, name in gotos:
-        target = labels.get(name)
-        if target is not None:
-            add_edge((g, target))
-    return ts_ids, edges, regions
-
-
-def _roles(tree, tables: _Tables, n_kept: int):
-    """(defs, uses) as lists of (start_byte, end_byte, tree index) of the kept `identifier`
-    leaves: the roles of `_PARENT_ROLES`, decided by the parent's kind and the neighbouring
-    siblings (the same rules as the tree-sitter query `_Tables.query`, which the tests use to
-    cross-check this). A compound assignment / ++ target is in both lists."""
-    kind, parent, first, start, end = tree.kind, tree.parent, tree.first, tree.start, tree.end
-    roles = tables.parent_roles.get
-    value_tokens, plain_assign = tables.value_tokens, tables.plain_assign
-    defs, uses = [], []
-    for i in tree.identifiers(n_kept):
-        if i == 0:
-            continue
-        p = parent[i]
-        role = roles(kind[p])
-        sp = (start[i], end[i], i)
-        if role is None:
-            uses.append(sp)
-            continue
-        if role == _R_SKIP:
-            continue
-        is_first = first[p] == i  # no previous sibling
-        if role == _R_ASSIGN:
-            if not is_first:
-                uses.append(sp)  # the right-hand side
-                continue
-            nxt = i + 1
-            if nxt < n_kept and parent[nxt] == p and kind[nxt] in plain_assign:
-                defs.append(sp)
-                continue
-            role = _R_RW  # compound operator (or a missing one)
-        if role == _R_RW:
-            defs.append(sp)
-            uses.append(sp)
-        elif role == _R_DEF:
-            defs.append(sp)
-        elif role == _R_DEF_FIRST:
-            (defs if is_first else uses).append(sp)
-        else:  # _R_DEF_UNLESS_VALUE: the identifier after `=` / `:` is a value
-            if not is_first and kind[i - 1] in value_tokens:
-                uses.append(sp)
-            else:
-                defs.append(sp)
-    return defs, uses
-
-
-def _reaching_definitions(n, edges, regions, defs, uses, src):
-    """Reaching definitions over the CFG (n nodes). defs / uses: (start_byte, end_byte, handle)
-    of identifiers; an identifier belongs to the CFG node whose region holds it (others are
-    ignored). Returns (def handle, use handle) pairs."""
-    regions.sort()
-    starts = [r[0] for r in regions]
-    ends = [r[1] for r in regions]
-    owners = [r[2] for r in regions]
-
+def _reaching_definitions(n, edges, defs, uses, src):
+    """Reaching definitions over the CFG (n nodes, edges: sorted unique (k, k') pairs). defs /
+    uses: (owner, start_byte, end_byte, handle) of identifiers, owner the CFG node whose region
+    holds the identifier (-1: none, ignored). Returns (def handle, use handle) pairs."""
     # Definitions: bit b <-> def_handles[b]; per CFG node its gen mask and the names it defines.
     def_handles: list = []
     name_mask: dict[bytes, int] = {}
     gen = [0] * n
     defined: dict[int, list[bytes]] = {}
-    for sb, eb, h in defs:
-        r = bisect_right(starts, sb) - 1
-        if r < 0 or sb >= ends[r]:
+    for v, sb, eb, h in defs:
+        if v < 0:
             continue
-        v = owners[r]
         name = src[sb:eb]
         bit = 1 << len(def_handles)
         def_handles.append(h)
@@ -645,12 +276,11 @@ def _reaching_definitions(n, edges, regions, defs, uses, src):
 
     # Uses of names that have definitions: (CFG node, mask of that name's defs, handle).
     live: list[tuple] = []
-    for sb, eb, h in uses:
-        m = name_mask.get(src[sb:eb])
-        if m:
-            r = bisect_right(starts, sb) - 1
-            if r >= 0 and sb < ends[r]:
-                live.append((owners[r], m, h))
+    for v, sb, eb, h in uses:
+        if v >= 0:
+            m = name_mask.get(src[sb:eb])
+            if m:
+                live.append((v, m, h))
     if not live:
         return []
 
@@ -667,7 +297,7 @@ def _reaching_definitions(n, edges, regions, defs, uses, src):
     inn = [0] * n
     seeds = []  # sources of back edges
     last, o = -1, 0
-    for a, b in sorted(edges):
+    for a, b in edges:
         if a != last:
             last = a
             o = out[a] = gen[a] | (inn[a] & keep[a])
@@ -735,16 +365,22 @@ def flow_edges(tree, lang: str = "c", n_kept: int | None = None
     See the module docstring for what the edges mean. Both lists are sorted and duplicate-free."""
     if n_kept is None or n_kept > tree.count:
         n_kept = tree.count
-    tables = _tables(lang)
-    ts_ids, edges, regions = _build_cfg(tree, tables, n_kept)
+    tb = _tables(lang)
+    node_ids, edges, labels, gotos, defs, uses = _treewalk.flow(
+        tree.count, n_kept, tree.kind, tree.named, tree.field, tree.parent, tree.first, tree.nchild,
+        tree.start, tree.end, tb.categories, tb.roles, tb.flags, tb.fields, tb.identifier)
+    ts_ids = memoryview(node_ids).cast("i")  # CFG node -> tree index
+    src = tree.source
+    if gotos:  # goto L -> the statement labelled L (the last one, if L is defined twice)
+        target = {src[s:e]: i for s, e, i in labels}
+        extra = {(g, target[src[s:e]]) for g, s, e in gotos if src[s:e] in target}
+        if extra:
+            edges = sorted(extra.union(edges))
     cfg = []
     for a, b in edges:
         ia, ib = ts_ids[a], ts_ids[b]
         if ia < n_kept and ib < n_kept:
             cfg.append((ia, ib))
     cfg.sort()
-    if not regions:
-        return cfg, []
-    defs, uses = _roles(tree, tables, n_kept)
-    pairs = _reaching_definitions(len(ts_ids), edges, regions, defs, uses, tree.source)
+    pairs = _reaching_definitions(len(ts_ids), edges, defs, uses, src)
     return cfg, sorted({(a, b) for a, b in pairs if a != b})

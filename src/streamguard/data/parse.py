@@ -18,6 +18,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from typing import NamedTuple
 
 import numpy as np
@@ -176,7 +177,9 @@ def parse_function(source: str | bytes, *, lang: str = "c", max_nodes: int = 400
     edge_index[1, :n_ast] = np.arange(1, n_ast + 1)
     edge_index[0, n_ast:n_tree] = leaf[:-1]
     edge_index[1, n_ast:n_tree] = leaf[1:]
-    edge_index[:, n_tree:] = np.asarray(cfg + dfg, dtype=np.int64).reshape(-1, 2).T
+    # (fromiter over a flat chain: np.asarray on a list of pairs costs ~0.3 us per pair)
+    edge_index[:, n_tree:] = np.fromiter(chain.from_iterable(cfg + dfg), dtype=np.int64,
+                                         count=2 * (sizes[2] + sizes[3])).reshape(-1, 2).T
     edge_type = np.repeat(np.array([EDGE_AST, EDGE_NCS, EDGE_CFG, EDGE_DFG], dtype=np.int8), sizes)
     return FunctionGraph(
         node_type=kind,

@@ -324,6 +324,257 @@ static int cmp_triple(const void *x, const void *y) {
  * unsigned, so they are biased by INT32_MIN (order preserved) and unbiased on the way out. */
 #define BIAS(x) ((int32_t)((uint32_t)(x) ^ 0x80000000u))
 
+/* Pairs in an ivec (a0, b0, a1, b1, ...): sort and drop duplicates; returns the pair count. */
+static Py_ssize_t sort_unique_pairs(ivec *p) {
+  Py_ssize_t n = p->n / 2, m = 0;
+  if (!n) return 0;
+  qsort(p->v, (size_t)n, 2 * sizeof(int32_t), cmp_pair);
+  for (Py_ssize_t k = 0; k < n; k++)
+    if (!m || p->v[2 * k] != p->v[2 * m - 2] || p->v[2 * k + 1] != p->v[2 * m - 1]) {
+      p->v[2 * m] = p->v[2 * k];
+      p->v[2 * m + 1] = p->v[2 * k + 1];
+      m++;
+    }
+  p->n = 2 * m;
+  return m;
+}
+
+/* A hash table of byte strings (spans of the source), for goto labels and variable names. */
+typedef struct {
+  uint32_t *start, *end;
+  int32_t *value; /* INT32_MIN: empty slot */
+  Py_ssize_t cap, n;
+} htable;
+
+static int ht_init(htable *h, Py_ssize_t n) {
+  Py_ssize_t cap = 16;
+  while (cap < 2 * n + 2) cap *= 2;
+  h->start = malloc((size_t)cap * sizeof(uint32_t));
+  h->end = malloc((size_t)cap * sizeof(uint32_t));
+  h->value = malloc((size_t)cap * sizeof(int32_t));
+  if (!h->start || !h->end || !h->value) return -1;
+  for (Py_ssize_t k = 0; k < cap; k++) h->value[k] = INT32_MIN;
+  h->cap = cap;
+  h->n = 0;
+  return 0;
+}
+
+static void ht_free(htable *h) {
+  free(h->start);
+  free(h->end);
+  free(h->value);
+  memset(h, 0, sizeof(*h));
+}
+#define ht_clear ht_free
+
+/* The slot of src[s:e]; a new one (value -1) when insert, else -1 when it is absent. The table
+ * never fills: ht_init sized it for every key the caller inserts. */
+static Py_ssize_t ht_find(htable *h, const char *src, uint32_t s, uint32_t e, int insert) {
+  uint32_t hash = 2166136261u;
+  for (uint32_t k = s; k < e; k++) hash = (hash ^ (unsigned char)src[k]) * 16777619u;
+  Py_ssize_t mask = h->cap - 1, slot = (Py_ssize_t)(hash & (uint32_t)mask);
+  while (h->value[slot] != INT32_MIN) {
+    if (h->end[slot] - h->start[slot] == e - s && !memcmp(src + h->start[slot], src + s, e - s)) return slot;
+    slot = (slot + 1) & mask;
+  }
+  if (!insert) return -1;
+  h->start[slot] = s;
+  h->end[slot] = e;
+  h->value[slot] = -1;
+  h->n++;
+  return slot;
+}
+
+/* flow.py's reaching definitions: bit vectors of the definitions (W 64-bit words per CFG node),
+ * one forward pass over the edges in order, then a worklist from the back edges (always the
+ * smallest queued node first), with the same work cap and pair cap. defs / uses: (owner, tree
+ * index) pairs in tree order, owner -1 when no region holds the identifier. Appends
+ * (def, use) tree-index pairs, sorted and unique, without self pairs, to *out. */
+#define RD_WORK_PER_EDGE 200
+#define RD_WORK_MIN 100000
+#define MAX_PAIRS_PER_IDENTIFIER 4
+#define MAX_PAIRS_MIN 1024
+#define RD_MAX_WORDS (8 * 1024 * 1024) /* per bit-vector array: 64 MiB */
+
+static int reaching_definitions(const tree_t *t, const char *src, Py_ssize_t n, const ivec *edges,
+                                Py_ssize_t n_edges, const ivec *defs, const ivec *uses, htable *names,
+                                ivec *out) {
+  Py_ssize_t n_def_records = defs->n / 2, n_use_records = uses->n / 2, D = 0;
+  for (Py_ssize_t k = 0; k < defs->n; k += 2) D += defs->v[k] >= 0;
+  if (!D || !n) return 0;
+  Py_ssize_t W = (D + 63) / 64;
+  if ((double)n * (double)W > RD_MAX_WORDS) {
+    PyErr_Format(PyExc_MemoryError,
+                 "data-flow analysis of %zd statements x %zd definitions is too large; lower max_nodes",
+                 n, D);
+    return -2;
+  }
+  int rc = -1;
+  uint64_t *gen = calloc((size_t)(n * W), 8), *keep = malloc((size_t)(n * W) * 8),
+           *inn = calloc((size_t)(n * W), 8), *outs = malloc((size_t)(n * W) * 8),
+           *masks = calloc((size_t)(D * W), 8);
+  int32_t *def_handle = malloc((size_t)D * sizeof(int32_t)), *def_name = malloc((size_t)D * sizeof(int32_t)),
+          *def_owner = malloc((size_t)D * sizeof(int32_t));
+  int32_t *offsets = NULL, *heap = NULL;
+  uint8_t *queued = NULL;
+  ivec live = {0}, pairs = {0};
+  if (!gen || !keep || !inn || !outs || !masks || !def_handle || !def_name || !def_owner) goto end;
+  memset(keep, 0xff, (size_t)(n * W) * 8);
+  if (ht_init(names, D) < 0) goto end;
+
+  Py_ssize_t b = 0;
+  for (Py_ssize_t k = 0; k < defs->n; k += 2) {
+    int32_t v = defs->v[k], i = defs->v[k + 1];
+    if (v < 0) continue;
+    Py_ssize_t slot = ht_find(names, src, t->start[i], t->end[i], 1);
+    if (names->value[slot] < 0) names->value[slot] = (int32_t)(names->n - 1);
+    int32_t nid = names->value[slot];
+    masks[nid * W + b / 64] |= 1ull << (b % 64);
+    gen[v * W + b / 64] |= 1ull << (b % 64);
+    def_handle[b] = i;
+    def_name[b] = nid;
+    def_owner[b] = v;
+    b++;
+  }
+  for (b = 0; b < D; b++) /* keep = not killed: no definition of a name defined here survives */
+    for (Py_ssize_t w = 0; w < W; w++) keep[def_owner[b] * W + w] &= ~masks[def_name[b] * W + w];
+
+  /* Uses of names that have definitions: (CFG node, name, handle). */
+  for (Py_ssize_t k = 0; k < uses->n; k += 2) {
+    int32_t v = uses->v[k], i = uses->v[k + 1];
+    if (v < 0) continue;
+    Py_ssize_t slot = ht_find(names, src, t->start[i], t->end[i], 0);
+    if (slot < 0) continue;
+    if (iv_push(&live, v) < 0 || iv_push(&live, names->value[slot]) < 0 || iv_push(&live, i) < 0) goto end;
+  }
+  if (!live.n) {
+    rc = 0;
+    goto end;
+  }
+
+  memcpy(outs, gen, (size_t)(n * W) * 8);
+  /* One pass over the edges by source: every forward edge into a node comes before the edges
+   * out of it (creation order is about source order), so this is the fixpoint without loops. */
+  ivec seeds = {0};
+  int32_t last = -1;
+  for (Py_ssize_t k = 0; k < n_edges; k++) {
+    int32_t a = edges->v[2 * k], c = edges->v[2 * k + 1];
+    uint64_t *oa = outs + a * W;
+    if (a != last) {
+      last = a;
+      const uint64_t *ga = gen + a * W, *ia = inn + a * W, *ka = keep + a * W;
+      for (Py_ssize_t w = 0; w < W; w++) oa[w] = ga[w] | (ia[w] & ka[w]);
+    }
+    if (a < c) {
+      uint64_t *ic = inn + c * W;
+      for (Py_ssize_t w = 0; w < W; w++) ic[w] |= oa[w];
+    } else if (!seeds.n || seeds.v[seeds.n - 1] != a) {
+      if (iv_push(&seeds, a) < 0) {
+        iv_free(&seeds);
+        goto end;
+      }
+    }
+  }
+  if (seeds.n) {
+    /* Successors (edges are sorted by source), then a min-heap worklist from the back edges. */
+    offsets = calloc((size_t)n + 1, sizeof(int32_t));
+    heap = malloc((size_t)n * sizeof(int32_t));
+    queued = calloc((size_t)n, 1);
+    if (!offsets || !heap || !queued) {
+      iv_free(&seeds);
+      goto end;
+    }
+    for (Py_ssize_t k = 0; k < n_edges; k++) offsets[edges->v[2 * k] + 1]++;
+    for (Py_ssize_t k = 0; k < n; k++) offsets[k + 1] += offsets[k];
+    Py_ssize_t hn = 0;
+    for (Py_ssize_t k = 0; k < seeds.n; k++) { /* ascending: already a heap */
+      heap[hn++] = seeds.v[k];
+      queued[seeds.v[k]] = 1;
+    }
+    iv_free(&seeds);
+    long long budget = ((long long)RD_WORK_PER_EDGE * (n + n_edges) + RD_WORK_MIN) / (D / 64 + 1);
+    while (hn && budget > 0) {
+      int32_t p = heap[0];
+      heap[0] = heap[--hn]; /* pop the smallest: sift down */
+      for (Py_ssize_t j = 0;;) {
+        Py_ssize_t l = 2 * j + 1, r = l + 1, m = j;
+        if (l < hn && heap[l] < heap[m]) m = l;
+        if (r < hn && heap[r] < heap[m]) m = r;
+        if (m == j) break;
+        int32_t tmp = heap[j]; heap[j] = heap[m]; heap[m] = tmp;
+        j = m;
+      }
+      queued[p] = 0;
+      const uint64_t *op = outs + p * W;
+      budget -= offsets[p + 1] - offsets[p] + 1;
+      for (int32_t e = offsets[p]; e < offsets[p + 1]; e++) {
+        int32_t s = edges->v[2 * e + 1];
+        uint64_t *is = inn + s * W;
+        int grows = 0;
+        for (Py_ssize_t w = 0; w < W; w++)
+          if (op[w] & ~is[w]) { grows = 1; break; }
+        if (!grows) continue;
+        int changed = 0;
+        uint64_t *os = outs + s * W;
+        const uint64_t *gs = gen + s * W, *ks = keep + s * W;
+        for (Py_ssize_t w = 0; w < W; w++) {
+          is[w] |= op[w];
+          uint64_t so = gs[w] | (is[w] & ks[w]);
+          if (so != os[w]) { os[w] = so; changed = 1; }
+        }
+        if (changed && !queued[s]) { /* push: sift up */
+          queued[s] = 1;
+          Py_ssize_t j = hn++;
+          heap[j] = s;
+          while (j > 0 && heap[(j - 1) / 2] > heap[j]) {
+            int32_t tmp = heap[j]; heap[j] = heap[(j - 1) / 2]; heap[(j - 1) / 2] = tmp;
+            j = (j - 1) / 2;
+          }
+        }
+      }
+    }
+  }
+
+  /* def -> use pairs, lowest definition first, at most `room` of them (a pathological,
+   * quadratic answer keeps a bounded part). */
+  Py_ssize_t room = MAX_PAIRS_PER_IDENTIFIER * (n_def_records + n_use_records) + MAX_PAIRS_MIN;
+  for (Py_ssize_t k = 0; k < live.n; k += 3) {
+    int32_t v = live.v[k], nid = live.v[k + 1], h = live.v[k + 2];
+    const uint64_t *iv = inn + v * W, *mv = masks + nid * W;
+    for (Py_ssize_t w = 0; w < W; w++) {
+      uint64_t x = iv[w] & mv[w];
+      while (x) {
+        int bit = __builtin_ctzll(x);
+        if (iv_push(&pairs, def_handle[w * 64 + bit]) < 0 || iv_push(&pairs, h) < 0) goto end;
+        x &= x - 1;
+      }
+    }
+    if (pairs.n / 2 > room) {
+      pairs.n = 2 * room;
+      break;
+    }
+  }
+  for (Py_ssize_t k = 0; k < pairs.n; k += 2)
+    if (pairs.v[k] != pairs.v[k + 1] && (iv_push(out, pairs.v[k]) < 0 || iv_push(out, pairs.v[k + 1]) < 0)) goto end;
+  sort_unique_pairs(out);
+  rc = 0;
+end:
+  free(gen);
+  free(keep);
+  free(inn);
+  free(outs);
+  free(masks);
+  free(def_handle);
+  free(def_name);
+  free(def_owner);
+  free(offsets);
+  free(heap);
+  free(queued);
+  iv_free(&live);
+  iv_free(&pairs);
+  return rc;
+}
+
 static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, Py_ssize_t count,
                       const char *what) {
   if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) return -1;
@@ -338,26 +589,29 @@ static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, Py_ss
 
 static PyObject *flow(PyObject *self, PyObject *args) {
   (void)self;
-  PyObject *objs[8], *tables[3], *fields_obj;
+  PyObject *objs[8], *tables[3], *fields_obj, *source;
   Py_ssize_t count, n_kept;
-  int identifier_kind;
-  if (!PyArg_ParseTuple(args, "nnOOOOOOOOOOOOi", &count, &n_kept, &objs[0], &objs[1], &objs[2],
+  int identifier_kind, roles_only = 0;
+  if (!PyArg_ParseTuple(args, "nnOOOOOOOOOOOOiS|p", &count, &n_kept, &objs[0], &objs[1], &objs[2],
                         &objs[3], &objs[4], &objs[5], &objs[6], &objs[7], &tables[0], &tables[1],
-                        &tables[2], &fields_obj, &identifier_kind))
+                        &tables[2], &fields_obj, &identifier_kind, &source, &roles_only))
     return NULL;
+  const char *src = PyBytes_AS_STRING(source);
+  const Py_ssize_t src_len = PyBytes_GET_SIZE(source);
   static const Py_ssize_t sizes[8] = {2, 1, 2, 4, 4, 4, 4, 4};
-  static const char *names[8] = {"kind", "named", "field", "parent", "first", "nchild", "start", "end"};
+  static const char *buf_names[8] = {"kind", "named", "field", "parent", "first", "nchild", "start", "end"};
   Py_buffer views[11];
   int nviews = 0;
   PyObject *result = NULL;
   ivec cur = {0}, ts = {0}, edges = {0}, regions = {0}, labels = {0}, gotos = {0}, cont = {0},
-       switches = {0};
+       switches = {0}, defs = {0}, uses = {0}, cfg = {0}, dfg = {0};
+  htable names = {0};
   vvec saved = {0}, brk = {0};
   istack stack = {0};
   int oom = 0;
 
   for (; nviews < 8; nviews++)
-    if (get_buffer(objs[nviews], &views[nviews], sizes[nviews], count, names[nviews]) < 0) goto done;
+    if (get_buffer(objs[nviews], &views[nviews], sizes[nviews], count, buf_names[nviews]) < 0) goto done;
   for (int k = 0; k < 3; k++, nviews++)
     if (get_buffer(tables[k], &views[nviews], 1, 65536, "a kind table") < 0) goto done;
   uint16_t fld[N_FIELDS];
@@ -372,11 +626,15 @@ static PyObject *flow(PyObject *self, PyObject *args) {
   }
   if (n_kept > count) n_kept = count;
   if (count <= 0) {
-    result = Py_BuildValue("(y#[][][][][])", "", (Py_ssize_t)0);
+    result = roles_only ? Py_BuildValue("([][])") : Py_BuildValue("(y#y#)", "", (Py_ssize_t)0, "", (Py_ssize_t)0);
     goto done;
   }
   tree_t t = {views[0].buf, views[2].buf, views[1].buf, views[3].buf, views[4].buf,
               views[5].buf, views[6].buf, views[7].buf, count};
+  if (((const uint32_t *)views[7].buf)[0] > (uint32_t)src_len) { /* the root spans the source */
+    PyErr_SetString(PyExc_ValueError, "flow(): the tree does not belong to this source");
+    goto done;
+  }
   const uint8_t *cat = views[8].buf, *role_of = views[9].buf, *flags = views[10].buf;
   const int32_t kept = (int32_t)n_kept;
 
@@ -694,43 +952,27 @@ static PyObject *flow(PyObject *self, PyObject *args) {
     }
   }
 
-  /* Edges: a set (sorted, unique). Regions: sorted, for the owner search. */
-  Py_ssize_t n_edges = 0;
-  if (edges.n) {
-    qsort(edges.v, (size_t)edges.n / 2, 2 * sizeof(int32_t), cmp_pair);
-    for (Py_ssize_t k = 0; k < edges.n; k += 2)
-      if (!n_edges || edges.v[k] != edges.v[2 * n_edges - 2] || edges.v[k + 1] != edges.v[2 * n_edges - 1]) {
-        edges.v[2 * n_edges] = edges.v[k];
-        edges.v[2 * n_edges + 1] = edges.v[k + 1];
-        n_edges++;
-      }
+  /* goto L -> the statement labelled L (the last one, if L is defined twice). */
+  if (gotos.n && labels.n) {
+    Py_ssize_t nl = labels.n / 3;
+    CHK(ht_init(&names, nl));
+    for (Py_ssize_t k = 0; k < nl; k++) {
+      Py_ssize_t slot = ht_find(&names, src, labels.v[3 * k], labels.v[3 * k + 1], 1);
+      names.value[slot] = labels.v[3 * k + 2];
+    }
+    for (Py_ssize_t k = 0; k < gotos.n; k += 3) {
+      Py_ssize_t slot = ht_find(&names, src, gotos.v[k + 1], gotos.v[k + 2], 0);
+      if (slot >= 0) EDGE(gotos.v[k], names.value[slot]);
+    }
+    ht_clear(&names);
   }
+  /* Edges: a set (sorted, unique). Regions: sorted, for the owner search. */
+  Py_ssize_t n_edges = sort_unique_pairs(&edges);
   Py_ssize_t n_regions = regions.n / 3;
   if (n_regions) qsort(regions.v, (size_t)n_regions, 3 * sizeof(int32_t), cmp_triple);
 
-  PyObject *py_edges = PyList_New(n_edges), *py_labels = PyList_New(labels.n / 3),
-           *py_gotos = PyList_New(gotos.n / 3), *py_defs = PyList_New(0), *py_uses = PyList_New(0);
-  PyObject *py_ts = PyBytes_FromStringAndSize((const char *)ts.v, ts.n * (Py_ssize_t)sizeof(int32_t));
-  result = Py_BuildValue("(NNNNNN)", py_ts, py_edges, py_labels, py_gotos, py_defs, py_uses);
-  if (!result) goto done;
-  for (Py_ssize_t k = 0; k < n_edges; k++) {
-    PyObject *p = Py_BuildValue("(ii)", edges.v[2 * k], edges.v[2 * k + 1]);
-    if (!p) goto fail;
-    PyList_SET_ITEM(py_edges, k, p);
-  }
-  for (Py_ssize_t k = 0; k < labels.n / 3; k++) {
-    PyObject *p = Py_BuildValue("(IIi)", (uint32_t)labels.v[3 * k], (uint32_t)labels.v[3 * k + 1], labels.v[3 * k + 2]);
-    if (!p) goto fail;
-    PyList_SET_ITEM(py_labels, k, p);
-  }
-  for (Py_ssize_t k = 0; k < gotos.n / 3; k++) {
-    PyObject *p = Py_BuildValue("(iII)", gotos.v[3 * k], (uint32_t)gotos.v[3 * k + 1], (uint32_t)gotos.v[3 * k + 2]);
-    if (!p) goto fail;
-    PyList_SET_ITEM(py_gotos, k, p);
-  }
-
-  /* Identifier roles (flow._roles' rules), each kept identifier leaf with the CFG node whose
-   * region holds it (-1: none), in tree order: (owner, start, end, index). */
+  /* Identifier roles (the rules of flow.py's _PARENT_ROLES), each kept identifier leaf with the
+   * CFG node whose region holds it (-1: none), in tree order: (owner, start, end, index). */
   for (int32_t i = 1; i < kept; i++) {
     if (t.kind[i] != identifier_kind || t.nchild[i]) continue;
     int32_t p = t.parent[i];
@@ -770,18 +1012,51 @@ static PyObject *flow(PyObject *self, PyObject *args) {
       else hi = mid;
     }
     if (lo > 0 && sb < regions.v[3 * (lo - 1) + 1]) owner = regions.v[3 * (lo - 1) + 2];
-    PyObject *rec = Py_BuildValue("(iIIi)", owner, t.start[i], t.end[i], i);
-    if (!rec) goto fail;
-    if ((is_def && PyList_Append(py_defs, rec) < 0) || (is_use && PyList_Append(py_uses, rec) < 0)) {
-      Py_DECREF(rec);
-      goto fail;
+    if (is_def) {
+      CHK(iv_push(&defs, owner));
+      CHK(iv_push(&defs, i));
     }
-    Py_DECREF(rec);
+    if (is_use) {
+      CHK(iv_push(&uses, owner));
+      CHK(iv_push(&uses, i));
+    }
   }
+
+  if (roles_only) { /* for the tests: [(owner, start, end, index)] of defs and of uses */
+    PyObject *lists[2] = {PyList_New(0), PyList_New(0)};
+    ivec *src_vecs[2] = {&defs, &uses};
+    result = Py_BuildValue("(NN)", lists[0], lists[1]);
+    if (!result) goto done;
+    for (int w = 0; w < 2; w++)
+      for (Py_ssize_t k = 0; k < src_vecs[w]->n; k += 2) {
+        int32_t i = src_vecs[w]->v[k + 1];
+        PyObject *rec = Py_BuildValue("(iIIi)", src_vecs[w]->v[k], t.start[i], t.end[i], i);
+        if (!rec || PyList_Append(lists[w], rec) < 0) {
+          Py_XDECREF(rec);
+          Py_CLEAR(result);
+          goto done;
+        }
+        Py_DECREF(rec);
+      }
+    goto done;
+  }
+
+  /* CFG edges between kept nodes, as tree indices, sorted. */
+  for (Py_ssize_t k = 0; k < n_edges; k++) {
+    int32_t ia = ts.v[edges.v[2 * k]], ib = ts.v[edges.v[2 * k + 1]];
+    if (ia < kept && ib < kept) {
+      CHK(iv_push(&cfg, ia));
+      CHK(iv_push(&cfg, ib));
+    }
+  }
+  sort_unique_pairs(&cfg);
+  int rd = reaching_definitions(&t, src, ts.n, &edges, n_edges, &defs, &uses, &names, &dfg);
+  if (rd == -2) goto done; /* MemoryError set, with its reason */
+  CHK(rd);
+  result = Py_BuildValue("(y#y#)", cfg.v ? (const char *)cfg.v : "", cfg.n * (Py_ssize_t)sizeof(int32_t),
+                         dfg.v ? (const char *)dfg.v : "", dfg.n * (Py_ssize_t)sizeof(int32_t));
   goto done;
 
-fail:
-  Py_CLEAR(result);
 done:
   if (oom && !PyErr_Occurred()) PyErr_NoMemory();
   if (oom) Py_CLEAR(result);
@@ -794,6 +1069,11 @@ done:
   iv_free(&gotos);
   iv_free(&cont);
   iv_free(&switches);
+  iv_free(&defs);
+  iv_free(&uses);
+  iv_free(&cfg);
+  iv_free(&dfg);
+  ht_free(&names);
   vv_free(&saved);
   vv_free(&brk);
   free(stack.v);

@@ -83,8 +83,9 @@ Graph truncation
 from __future__ import annotations
 
 from functools import lru_cache
-from heapq import heappop, heappush
 from typing import NamedTuple
+
+import numpy as np
 
 from streamguard.data import _treewalk
 
@@ -159,14 +160,6 @@ _QUERY_PATTERNS = {
         + " ".join(f'"{op}"' for op in _COMPOUND_OPS) + "])"),
 }
 
-
-# Bounds for pathological inputs (never reached by real functions; they keep the cost linear).
-_RD_WORK_PER_EDGE, _RD_WORK_MIN = 200, 100_000     # fixpoint work, in 64-bit word operations
-_MAX_PAIRS_PER_IDENTIFIER, _MAX_PAIRS_MIN = 4, 1024  # def -> use pairs returned (real: < 1)
-
-# Work-stack actions (tuples); plain ints (tree indices) on the stack mean "visit this statement".
-(_A_IF_ELSE, _A_IF_NOELSE, _A_JOIN, _A_LOOP_END, _A_FOR_END, _A_DO_END, _A_SWITCH_END,
- _A_ACC_START, _A_CATCH, _A_ACC_ADD, _A_TRY_END, _A_PP_END, _A_FUNC_END) = range(13)
 
 _FIELDS = ("condition", "consequence", "alternative", "body", "initializer", "update", "value",
            "label", "parameters", "declarator")
@@ -249,138 +242,39 @@ def _tables(lang: str) -> _Tables:
                    language.id_for_node_kind("identifier", True))
 
 
-def _reaching_definitions(n, edges, defs, uses, src):
-    """Reaching definitions over the CFG (n nodes, edges: sorted unique (k, k') pairs). defs /
-    uses: (owner, start_byte, end_byte, handle) of identifiers, owner the CFG node whose region
-    holds the identifier (-1: none, ignored). Returns (def handle, use handle) pairs."""
-    # Definitions: bit b <-> def_handles[b]; per CFG node its gen mask and the names it defines.
-    def_handles: list = []
-    name_mask: dict[bytes, int] = {}
-    gen = [0] * n
-    defined: dict[int, list[bytes]] = {}
-    for v, sb, eb, h in defs:
-        if v < 0:
-            continue
-        name = src[sb:eb]
-        bit = 1 << len(def_handles)
-        def_handles.append(h)
-        name_mask[name] = name_mask.get(name, 0) | bit
-        gen[v] |= bit
-        names = defined.get(v)
-        if names is None:
-            defined[v] = [name]
-        else:
-            names.append(name)
-    if not def_handles:
-        return []
-
-    # Uses of names that have definitions: (CFG node, mask of that name's defs, handle).
-    live: list[tuple] = []
-    for v, sb, eb, h in uses:
-        if v >= 0:
-            m = name_mask.get(src[sb:eb])
-            if m:
-                live.append((v, m, h))
-    if not live:
-        return []
-
-    keep = [-1] * n  # complement of the kill set; -1 keeps everything
-    for v, names in defined.items():
-        kill = 0
-        for name in names:
-            kill |= name_mask[name]
-        keep[v] = ~kill
-    # One pass over the edges by source: creation order is about source order, so every
-    # forward edge (older -> newer node) into a node comes before the edges out of it, and this
-    # pass alone is the fixpoint when there is no back edge (no loop, no backward goto).
-    out = gen[:]
-    inn = [0] * n
-    seeds = []  # sources of back edges
-    last, o = -1, 0
-    for a, b in edges:
-        if a != last:
-            last = a
-            o = out[a] = gen[a] | (inn[a] & keep[a])
-        if a < b:
-            inn[b] |= o
-        elif not seeds or seeds[-1] != a:
-            seeds.append(a)
-    if seeds:
-        # Then a push-style worklist from the back edges: the sets only grow, so when OUT[p]
-        # grows it is OR-ed into its successors' IN, and a successor is queued only if its OUT
-        # grows in turn: the cost is per edge and per change, never per visit and in-degree
-        # (after 10,000 nested do-whiles one node has 10,000 predecessors). The queue is a heap
-        # on creation order, so each round goes through a loop body front to back.
-        succs: list[list[int]] = [[] for _ in range(n)]
-        for a, b in edges:
-            succs[a].append(b)
-        heap = seeds  # sorted: already a heap
-        queued = [False] * n
-        for v in heap:
-            queued[v] = True
-        # Deterministic work cap: real functions converge in a few relaxations per edge, but
-        # the answer itself can be quadratic (10,000 nested loops redefining one variable).
-        # Past the cap the sets so far are kept: a subset of the true reaching definitions.
-        budget = (_RD_WORK_PER_EDGE * (n + len(edges)) + _RD_WORK_MIN) // (len(def_handles) // 64 + 1)
-        while heap and budget > 0:
-            p = heappop(heap)
-            queued[p] = False
-            o = out[p]
-            nexts = succs[p]
-            budget -= len(nexts) + 1
-            for s in nexts:
-                i = inn[s]
-                if o | i != i:
-                    i |= o
-                    inn[s] = i
-                    so = gen[s] | (i & keep[s])
-                    if so != out[s]:
-                        out[s] = so
-                        if not queued[s]:
-                            queued[s] = True
-                            heappush(heap, s)
-
-    pairs = []
-    room = _MAX_PAIRS_PER_IDENTIFIER * (len(defs) + len(uses)) + _MAX_PAIRS_MIN
-    for v, m, h in live:
-        reach = inn[v] & m
-        while reach:
-            low = reach & -reach
-            pairs.append((def_handles[low.bit_length() - 1], h))
-            reach ^= low
-        if len(pairs) > room:  # a pathological, quadratic answer: keep a bounded part
-            return pairs[:room]
-    return pairs
-
-
-def flow_edges(tree, lang: str = "c", n_kept: int | None = None
-               ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """(cfg_edges, dfg_edges) as (src, dst) pairs of tree indices, which are graph indices.
+def flow_arrays(tree, lang: str = "c", n_kept: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(cfg, dfg) edges as int32 arrays of shape [E, 2] (src, dst), sorted and duplicate-free,
+    of tree indices, which are graph indices.
 
     tree: a `parse.SyntaxTree`, the whole tree-sitter tree of ONE function's source in
     breadth-first order (its root may hold a function_definition, or just statements / broken
     code when the parse failed).
     n_kept: the graph keeps the first n_kept nodes (a breadth-first prefix; default: all);
     edges touching a node at or past n_kept are dropped, and definitions there are not seen.
-    See the module docstring for what the edges mean. Both lists are sorted and duplicate-free."""
+    See the module docstring for what the edges mean."""
     if n_kept is None or n_kept > tree.count:
         n_kept = tree.count
     tb = _tables(lang)
-    node_ids, edges, labels, gotos, defs, uses = _treewalk.flow(
-        tree.count, n_kept, tree.kind, tree.named, tree.field, tree.parent, tree.first, tree.nchild,
-        tree.start, tree.end, tb.categories, tb.roles, tb.flags, tb.fields, tb.identifier)
-    ts_ids = memoryview(node_ids).cast("i")  # CFG node -> tree index
-    src = tree.source
-    if gotos:  # goto L -> the statement labelled L (the last one, if L is defined twice)
-        target = {src[s:e]: i for s, e, i in labels}
-        extra = {(g, target[src[s:e]]) for g, s, e in gotos if src[s:e] in target}
-        if extra:
-            edges = sorted(extra.union(edges))
-    cfg = []
-    for a, b in edges:
-        ia, ib = ts_ids[a], ts_ids[b]
-        if ia < n_kept and ib < n_kept:
-            cfg.append((ia, ib))
-    cfg.sort()
-    pairs = _reaching_definitions(len(ts_ids), edges, defs, uses, src)
-    return cfg, sorted({(a, b) for a, b in pairs if a != b})
+    cfg, dfg = _treewalk.flow(tree.count, n_kept, tree.kind, tree.named, tree.field, tree.parent, tree.first,
+                              tree.nchild, tree.start, tree.end, tb.categories, tb.roles, tb.flags, tb.fields,
+                              tb.identifier, tree.source)
+    return np.frombuffer(cfg, np.int32).reshape(-1, 2), np.frombuffer(dfg, np.int32).reshape(-1, 2)
+
+
+def identifier_roles(tree, lang: str = "c", n_kept: int | None = None):
+    """(defs, uses): the kept identifier leaves as (owner CFG node or -1, start_byte, end_byte,
+    tree index), in tree order; a compound assignment / ++ target is in both (for tests and
+    debugging: `flow_arrays` uses them internally)."""
+    if n_kept is None or n_kept > tree.count:
+        n_kept = tree.count
+    tb = _tables(lang)
+    return _treewalk.flow(tree.count, n_kept, tree.kind, tree.named, tree.field, tree.parent, tree.first,
+                          tree.nchild, tree.start, tree.end, tb.categories, tb.roles, tb.flags, tb.fields,
+                          tb.identifier, tree.source, True)
+
+
+def flow_edges(tree, lang: str = "c", n_kept: int | None = None
+               ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """`flow_arrays` as two sorted lists of (src, dst) pairs."""
+    cfg, dfg = flow_arrays(tree, lang, n_kept)
+    return list(map(tuple, cfg.tolist())), list(map(tuple, dfg.tolist()))

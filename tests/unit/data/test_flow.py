@@ -12,8 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamguard.data import _treewalk
-from streamguard.data.flow import _tables, flow_edges
+from streamguard.data.flow import _tables, flow_edges, identifier_roles
 from streamguard.data.parse import (EDGE_AST, EDGE_CFG, EDGE_DFG, EDGE_KINDS, EDGE_NCS, _language, _parser,
                                     parse_function, syntax_tree)
 
@@ -529,10 +528,7 @@ def test_parse_function_flow_edges_and_the_role_query(lang, code):
     for kind, expected in ((EDGE_CFG, cfg), (EDGE_DFG, dfg)):
         got = g.edge_index[:, g.edge_type == kind].T.tolist()
         assert [tuple(e) for e in got] == expected
-    tb = _tables(lang)
-    *_, defs, uses = _treewalk.flow(tree.count, tree.count, tree.kind, tree.named, tree.field, tree.parent,
-                                    tree.first, tree.nchild, tree.start, tree.end, tb.categories, tb.roles,
-                                    tb.flags, tb.fields, tb.identifier)
+    defs, uses = identifier_roles(tree, lang)
     assert ({d[1] for d in defs}, {u[1] for u in uses}) == _query_roles(code.encode(), lang)
     # AST and NCS edges are unchanged, and come first.
     n_ast = g.num_nodes - 1

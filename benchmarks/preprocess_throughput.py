@@ -2,10 +2,13 @@
 
     python benchmarks/preprocess_throughput.py [--source devign:PATH] [--limit N]
 
-- bare: tree-sitter parse + the AST graph (node types, hashed leaf tokens, AST edges):
-  the foundation's minimal path, with no CFG/DFG/NCS edges and no tokens.
-- full: what `streamguard data prepare` does per function: AST + NCS + CFG + DFG graph,
-  tier check, and the tokenizer window, into an Arrow table.
+- bare: tree-sitter parse + the AST graph (node types, hashed leaf tokens, AST edges) with the
+  Python binding: the foundation's minimal path, with no CFG/DFG/NCS edges and no tokens.
+- full: what `streamguard data prepare` does per function: AST + NCS + CFG + DFG graph (parsed,
+  walked and analysed in C by streamguard.data._treewalk), tier check, and the tokenizer
+  window, into an Arrow table.
+- parse only: `Parser.parse` alone, no walk at all (a floor nothing can go below;
+  `full_over_parse_only_time_ratio` is reported for that comparison, it has no goal).
 - 1 and 2 workers run the real process pool of `prepare` (fresh worker processes, cold
   caches) on the same functions.
 - The tokenizer's per-process piece cache is cleared before every "full" measurement, so
@@ -88,7 +91,11 @@ def main() -> None:
         process_chunk(records, settings)
 
     # Alternated, so that a machine whose speed drifts (a shared VM) affects both alike.
-    pairs = [(timed(lambda: [bare_ast_graph(c) for c in codes]), timed(full_cold)) for _ in range(args.repeats)]
+    parser = _parser("c")
+    triples = [(timed(lambda: [parser.parse(c) for c in codes]), timed(lambda: [bare_ast_graph(c) for c in codes]),
+                timed(full_cold)) for _ in range(args.repeats)]
+    pairs = [(b, f) for _, b, f in triples]
+    parse_only = min(p for p, _, _ in triples)
     bare, full = min(b for b, _ in pairs), min(f for _, f in pairs)
     chunks = [records[i:i + CHUNK] for i in range(0, len(records), CHUNK)]
     pool = {w: min(timed(lambda: list(_run_pool(chunks, settings, w, progress=False, inline_single=False)))
@@ -96,12 +103,14 @@ def main() -> None:
     n = len(records)
     print(json.dumps({
         "source": args.source, "functions": n, "cpu_count": os.cpu_count(),
+        "parse_only_functions_per_s": round(n / parse_only, 1),
         "bare_parse_functions_per_s": round(n / bare, 1),
         "full_functions_per_s_inline": round(n / full, 1),
         "full_functions_per_s_1_worker": round(n / pool[1], 1),
         "full_functions_per_s_2_workers": round(n / pool[2], 1),
         "full_over_bare_time_ratio": round(full / bare, 3),
         "full_over_bare_per_repeat": [round(f / b, 3) for b, f in pairs],
+        "full_over_parse_only_time_ratio": round(full / parse_only, 3),
         "speedup_2_over_1": round(pool[1] / pool[2], 3),
         "goals": {"full_over_bare_time_ratio": "<= 2.0", "speedup_2_over_1": ">= 1.8"},
     }, indent=2))

@@ -1,9 +1,16 @@
 """Statement-level control flow (CFG) and reaching-definitions data flow (DFG) edges.
 
-`flow_edges(tree, lang, n_kept)` takes the syntax tree of one function as breadth-first arrays
+`flow_arrays(tree, lang, n_kept)` takes the syntax tree of one function as breadth-first arrays
 (`parse.SyntaxTree`, laid out by the C walk that `parse.parse_function` uses, so a node's tree
-index is its graph index) and returns `(cfg_edges, dfg_edges)` as pairs of graph node indices,
-so they can be appended to the AST/NCS edges of a `FunctionGraph`.
+index is its graph index) and returns the CFG and DFG edges as [E, 2] arrays of graph node
+indices, so they can be appended to the AST/NCS edges of a `FunctionGraph` (`flow_edges` gives
+the same as lists of pairs).
+
+Where the code is: the analysis runs in C (`flow()` in src/streamguard/data/_treewalk.c, one
+call per function). This module holds its specification (this docstring), the grammar tables
+it runs on (statement categories, identifier roles, field ids, built from the grammar's node
+kind names by `_tables`) and the Python entry points. The C enums must keep the order of the
+`_SIMPLE ...` and `_R_SKIP ...` codes below.
 
 CFG
     Nodes are the statement nodes themselves (expression_statement, declaration, return, break,
@@ -65,10 +72,13 @@ Robustness and cost
     Everything is iterative (an explicit work stack, a worklist; no recursion): 10,000-deep
     nesting is fine. ERROR / MISSING nodes never raise: unknown node kinds are skipped, ERROR
     nodes are transparent containers, so broken code (or a bare list of statements without a
-    function header) just yields fewer edges. Only statement nodes (and the identifier leaves)
-    are visited in Python, by index into the tree's arrays; no per-node Python object is made.
-    Pathological inputs are bounded deterministically: the fixpoint has a work cap and at most
-    4 def -> use pairs per identifier are returned (real functions have fewer than 1).
+    function header) just yields fewer edges. The work is linear in the tree plus the fixpoint,
+    done in C over the tree's arrays; no Python object is made per node. Pathological inputs
+    are bounded deterministically: the fixpoint has a work cap (200 x (nodes + edges) + 100,000
+    64-bit word operations), at most 4 def -> use pairs per identifier (+ 1,024) are returned
+    (real functions have fewer than 1), and an analysis whose bit vectors would pass 64 MiB
+    (only with a max_nodes far above the default 4,000) raises MemoryError, which `data prepare`
+    counts as a failed sample.
 
 Graph truncation
     The graph keeps a breadth-first prefix of the tree (its first n_kept nodes). Edges with an

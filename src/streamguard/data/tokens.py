@@ -64,6 +64,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from streamguard.data._pieces import split_ascii
 from streamguard.errors import DataError
 
 __all__ = [
@@ -272,12 +273,20 @@ class TokenizerHandle:
         return entry
 
     def _piece_entries(self, text: str) -> tuple[list[str], list[tuple]]:
-        """The text's pieces (SPLIT_PATTERN) and their cache entries (piece path only)."""
-        pieces = _SPLIT_RE.findall(text)
+        """The text's pieces (SPLIT_PATTERN; in C for ASCII text) and their cache entries
+        (piece path only)."""
+        pieces = split_ascii(text) if text.isascii() else _SPLIT_RE.findall(text)
         cache = self._pieces
         entries = list(map(cache.get, pieces))
-        if None in entries:  # (a piece missing twice in one text is encoded once)
-            entries = [e or cache.get(p) or self._encode_piece(p) for e, p in zip(entries, pieces)]
+        if None in entries:  # visit only the misses (list.index scans at C speed)
+            k = entries.index(None)
+            try:
+                while True:  # (a piece missing twice in one text is encoded once)
+                    p = pieces[k]
+                    entries[k] = cache.get(p) or self._encode_piece(p)
+                    k = entries.index(None, k + 1)
+            except ValueError:
+                pass
         return pieces, entries
 
     def _fast_ascii(self, text: str) -> bool:

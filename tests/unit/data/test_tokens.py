@@ -15,8 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streamguard.data._pieces import split_ascii
 from streamguard.data.synthetic import generate_samples
 from streamguard.data.tokens import (
+    _SPLIT_RE,
     BUILTIN_TOKENIZER,
     FORMAT_APIS,
     RISKY_APIS,
@@ -124,6 +126,23 @@ _PIECES = list("ab_Z09 .;(){}*<>/\"'\\\t\n\r\x0b\x0c\x00\x1f\x7f") + [
 def test_piece_cache_matches_rust_pipeline_property(text):
     tok = load_tokenizer(BUILTIN_TOKENIZER)
     assert tok.encode(text) == rust_encode(tok, text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(alphabet=st.characters(max_codepoint=127), max_size=80),
+                 st.lists(st.sampled_from([p for p in _PIECES if p.isascii()]), max_size=40).map("".join)))
+def test_c_split_is_the_split_pattern(text):
+    """The C pre-tokeniser of ASCII text finds exactly SPLIT_PATTERN's pieces."""
+    assert split_ascii(text) == _SPLIT_RE.findall(text)
+
+
+def test_c_split_on_real_code_and_refuses_non_ascii(corpus):
+    ascii_texts = [t for t in corpus if t.isascii()]
+    assert len(ascii_texts) > 500
+    for text in ascii_texts + ["", " ", "  x", "\n x", "x  ", "a \t\n  b", "1.5e3f->x", "  \n"]:
+        assert split_ascii(text) == _SPLIT_RE.findall(text), text[:80]
+    with pytest.raises(ValueError, match="ASCII"):
+        split_ascii(NON_ASCII)
 
 
 def test_encode_batch_same_as_encode(tok, corpus):

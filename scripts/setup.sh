@@ -41,9 +41,9 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
       exit 1; }
   fi
 fi
-# StreamGuard builds one C extension (the tree-sitter walk of `data prepare`).
+# StreamGuard builds two small C extensions (the tree-sitter walk and the tokenizer's splitter).
 if ! command -v "${CC:-cc}" >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1 && ! command -v clang >/dev/null 2>&1; then
-  echo "error: no C compiler found. StreamGuard builds one C extension (streamguard.data._treewalk);" \
+  echo "error: no C compiler found. StreamGuard builds C extensions (streamguard.data._treewalk, _pieces);" \
        "install gcc and the Python headers (Debian/Ubuntu: apt-get install gcc python3.11-dev) or set CC" >&2
   exit 1
 fi

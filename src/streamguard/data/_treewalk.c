@@ -203,19 +203,24 @@ done:
  * it); flow.py keeps the reaching-definitions fixpoint and resolves goto labels.
  * ------------------------------------------------------------------------------------------ */
 
+/* Room for one more item in a growable array (*v, n items, *cap allocated): -1 when out of memory. */
+static int grow(void **v, Py_ssize_t n, Py_ssize_t *cap, size_t item) {
+  if (n < *cap) return 0;
+  Py_ssize_t c = *cap ? 2 * *cap : 16;
+  void *p = realloc(*v, (size_t)c * item);
+  if (!p) return -1;
+  *v = p;
+  *cap = c;
+  return 0;
+}
+
 typedef struct {
   int32_t *v;
   Py_ssize_t n, cap;
 } ivec;
 
 static int iv_push(ivec *a, int32_t x) {
-  if (a->n == a->cap) {
-    Py_ssize_t cap = a->cap ? 2 * a->cap : 16;
-    int32_t *v = realloc(a->v, (size_t)cap * sizeof(int32_t));
-    if (!v) return -1;
-    a->v = v;
-    a->cap = cap;
-  }
+  if (grow((void **)&a->v, a->n, &a->cap, sizeof(int32_t)) < 0) return -1;
   a->v[a->n++] = x;
   return 0;
 }
@@ -238,13 +243,7 @@ typedef struct {
 } vvec; /* a stack of ivecs */
 
 static int vv_push(vvec *s, ivec x) { /* takes x */
-  if (s->n == s->cap) {
-    Py_ssize_t cap = s->cap ? 2 * s->cap : 16;
-    ivec *v = realloc(s->v, (size_t)cap * sizeof(ivec));
-    if (!v) return -1;
-    s->v = v;
-    s->cap = cap;
-  }
+  if (grow((void **)&s->v, s->n, &s->cap, sizeof(ivec)) < 0) return -1;
   s->v[s->n++] = x;
   return 0;
 }
@@ -279,13 +278,7 @@ typedef struct {
 } istack;
 
 static int is_push(istack *s, int32_t op, int32_t a, int32_t b, int32_t c) {
-  if (s->n == s->cap) {
-    Py_ssize_t cap = s->cap ? 2 * s->cap : 64;
-    item *v = realloc(s->v, (size_t)cap * sizeof(item));
-    if (!v) return -1;
-    s->v = v;
-    s->cap = cap;
-  }
+  if (grow((void **)&s->v, s->n, &s->cap, sizeof(item)) < 0) return -1;
   item it = {op, a, b, c};
   s->v[s->n++] = it;
   return 0;
@@ -644,6 +637,11 @@ static PyObject *flow(PyObject *self, PyObject *args) {
 #define SET_CUR1(x) do { cur.n = 0; CHK(iv_push(&cur, (x))); } while (0)
 #define REGION(s, e, k) do { CHK(iv_push(&regions, BIAS(s))); CHK(iv_push(&regions, BIAS(e))); \
                              CHK(iv_push(&regions, (k))); } while (0)
+/* The region of child `x` of the current node (when it has one), owned by CFG node k. */
+#define CHILD_REGION(x, k) do { if ((x) >= 0) REGION(t.start[x], t.end[x], (k)); } while (0)
+/* Visit the child of `node` in field `f` next, when it has one. */
+#define VISIT_FIELD(node, f) do { int32_t _b = child_in(&t, (node), fld[f]); \
+                                  if (_b >= 0) CHK(is_push(&stack, A_VISIT, _b, 0, 0)); } while (0)
 #define NEW_TS(var, node) do { CHK(iv_push(&ts, (node))); (var) = (int32_t)(ts.n - 1); } while (0)
 #define SAVE_CUR() do { CHK(vv_push(&saved, cur)); cur.v = NULL; cur.n = cur.cap = 0; } while (0)
 #define PUSH_NAMED_CHILDREN(node, skip) do { \
@@ -714,11 +712,10 @@ static PyObject *flow(PyObject *self, PyObject *args) {
           NEW_TS(c, clause);
           EDGE(it.a, c);
           int32_t params = child_in(&t, clause, fld[FLD_PARAMS]);
-          if (params >= 0) REGION(t.start[params], t.end[params], c);
+          CHILD_REGION(params, c);
           SET_CUR1(c);
           CHK(is_push(&stack, A_ACC_ADD, 0, 0, 0));
-          int32_t body = child_in(&t, clause, fld[FLD_BODY]);
-          if (body >= 0) CHK(is_push(&stack, A_VISIT, body, 0, 0));
+          VISIT_FIELD(clause, FLD_BODY);
           break;
         }
         case A_ACC_ADD:
@@ -793,7 +790,7 @@ static PyObject *flow(PyObject *self, PyObject *args) {
     switch (k) {
       case K_IF: {
         cond = child_in(&t, node, fld[FLD_COND]);
-        if (cond >= 0) REGION(t.start[cond], t.end[cond], i);
+        CHILD_REGION(cond, i);
         SET_CUR1(i);
         int32_t alt = child_in(&t, node, fld[FLD_ALT]);
         if (alt < 0) CHK(is_push(&stack, A_IF_NOELSE, i, 0, 0));
@@ -825,13 +822,12 @@ static PyObject *flow(PyObject *self, PyObject *args) {
         break;
       case K_WHILE:
         cond = child_in(&t, node, fld[FLD_COND]);
-        if (cond >= 0) REGION(t.start[cond], t.end[cond], i);
+        CHILD_REGION(cond, i);
         CHK(vv_push(&brk, (ivec){0}));
         CHK(iv_push(&cont, i));
         SET_CUR1(i);
         CHK(is_push(&stack, A_LOOP_END, i, 0, 0));
-        body = child_in(&t, node, fld[FLD_BODY]);
-        if (body >= 0) CHK(is_push(&stack, A_VISIT, body, 0, 0));
+        VISIT_FIELD(node, FLD_BODY);
         break;
       case K_FOR: {
         int32_t init = child_in(&t, node, fld[FLD_INIT]), upd = child_in(&t, node, fld[FLD_UPD]);
@@ -847,7 +843,7 @@ static PyObject *flow(PyObject *self, PyObject *args) {
           NEW_TS(h, node);
           EDGE(i, h);
         }
-        if (cond >= 0) REGION(t.start[cond], t.end[cond], h);
+        CHILD_REGION(cond, h);
         if (upd >= 0 && t.nchild[upd] == 0) {
           REGION(t.start[upd], t.end[upd], h);
           upd = -1;
@@ -860,23 +856,21 @@ static PyObject *flow(PyObject *self, PyObject *args) {
         CHK(iv_push(&cont, u < 0 ? h : u));
         SET_CUR1(h);
         CHK(is_push(&stack, A_FOR_END, h, u, cond >= 0));
-        body = child_in(&t, node, fld[FLD_BODY]);
-        if (body >= 0) CHK(is_push(&stack, A_VISIT, body, 0, 0));
+        VISIT_FIELD(node, FLD_BODY);
         break;
       }
       case K_DO:
         cond = child_in(&t, node, fld[FLD_COND]);
-        if (cond >= 0) REGION(t.start[cond], t.end[cond], i);
+        CHILD_REGION(cond, i);
         CHK(vv_push(&brk, (ivec){0}));
         CHK(iv_push(&cont, i));
         CHK(iv_push(&cur, i));
         CHK(is_push(&stack, A_DO_END, i, 0, 0));
-        body = child_in(&t, node, fld[FLD_BODY]);
-        if (body >= 0) CHK(is_push(&stack, A_VISIT, body, 0, 0));
+        VISIT_FIELD(node, FLD_BODY);
         break;
       case K_SWITCH:
         cond = child_in(&t, node, fld[FLD_COND]);
-        if (cond >= 0) REGION(t.start[cond], t.end[cond], i);
+        CHILD_REGION(cond, i);
         CHK(vv_push(&brk, (ivec){0}));
         CHK(iv_push(&switches, i));
         CHK(iv_push(&switches, 0));
@@ -901,7 +895,7 @@ static PyObject *flow(PyObject *self, PyObject *args) {
           EDGE(switches.v[switches.n - 2], i);
           if (value < 0) switches.v[switches.n - 1] = 1;
         }
-        if (value >= 0) REGION(t.start[value], t.end[value], i);
+        CHILD_REGION(value, i);
         SET_CUR1(i);
         PUSH_NAMED_CHILDREN(node, -1);
         break;
@@ -931,8 +925,7 @@ static PyObject *flow(PyObject *self, PyObject *args) {
         for (int32_t c = t.first[node] + t.nchild[node] - 1; c >= t.first[node]; c--)
           if (t.named[c] && (flags[t.kind[c]] & F_CLAUSE)) CHK(is_push(&stack, A_CATCH, i, c, 0));
         CHK(is_push(&stack, A_ACC_START, 0, 0, 0));
-        body = child_in(&t, node, fld[FLD_BODY]);
-        if (body >= 0) CHK(is_push(&stack, A_VISIT, body, 0, 0));
+        VISIT_FIELD(node, FLD_BODY);
         break;
       case K_FUNCTION: {
         int32_t d = child_in(&t, node, fld[FLD_DECL]);
@@ -941,12 +934,11 @@ static PyObject *flow(PyObject *self, PyObject *args) {
           d = child_in(&t, d, fld[FLD_DECL]);
         }
         int32_t params = d >= 0 ? child_in(&t, d, fld[FLD_PARAMS]) : -1;
-        if (params >= 0) REGION(t.start[params], t.end[params], i);
+        CHILD_REGION(params, i);
         SAVE_CUR(); /* self-contained: the outer frontier resumes after it */
         CHK(iv_push(&cur, i));
         CHK(is_push(&stack, A_FUNC_END, 0, 0, 0));
-        body = child_in(&t, node, fld[FLD_BODY]);
-        if (body >= 0) CHK(is_push(&stack, A_VISIT, body, 0, 0));
+        VISIT_FIELD(node, FLD_BODY);
         break;
       }
     }
@@ -1087,6 +1079,8 @@ done:
 #undef NEW_TS
 #undef SAVE_CUR
 #undef PUSH_NAMED_CHILDREN
+#undef CHILD_REGION
+#undef VISIT_FIELD
 
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS,

@@ -7,9 +7,9 @@ and `strncpy`, `<` and `<=` differ).
 
 The parse and the breadth-first walk run in C (`_treewalk`, built from
 src/streamguard/data/_treewalk.c against the vendored tree-sitter runtime): one call returns
-the whole tree as arrays (`SyntaxTree`), so the graph is array slicing and the CFG/DFG
-analysis (`flow`) visits only statement nodes, by index. Walks are iterative: deep nesting
-cannot hit a recursion limit. The Python `tree_sitter` binding still supplies the grammar
+the whole tree as arrays (`SyntaxTree`), so the graph is array slicing, and the CFG/DFG
+analysis (`flow.flow_arrays`) is a second C call over the same arrays. Walks are iterative:
+deep nesting cannot hit a recursion limit. The Python `tree_sitter` binding still supplies the grammar
 metadata (kind and field names) and serves the callers that need node objects.
 """
 
@@ -96,11 +96,6 @@ def error_type_id(lang: str) -> int:
 
 
 @lru_cache(maxsize=None)
-def _identifier_kind(lang: str) -> int:
-    return _language(lang).id_for_node_kind("identifier", True)
-
-
-@lru_cache(maxsize=None)
 def _parser(lang: str):
     import tree_sitter
 
@@ -115,8 +110,8 @@ def token_bucket(text: bytes, buckets: int) -> int:
 class SyntaxTree(NamedTuple):
     """A whole tree-sitter tree in breadth-first order: node 0 is the root, and the children
     of node i are first[i] .. first[i] + nchild[i] - 1 (contiguous, in source order). The
-    arrays are memoryviews, so indexing gives Python ints (what `flow` wants) and
-    `np.frombuffer` gives NumPy arrays without a copy."""
+    arrays are typed memoryviews: indexing gives Python ints, `np.frombuffer` gives NumPy
+    arrays without a copy, and `flow` hands them back to C as buffers."""
     count: int             # nodes (tree-sitter's visible nodes: root.descendant_count)
     has_error: bool        # ERROR / MISSING nodes present (root.has_error)
     kind: memoryview       # uint16 kind_id (65535 for ERROR)
@@ -130,12 +125,6 @@ class SyntaxTree(NamedTuple):
     bucket: memoryview     # int32 token_bucket of a leaf's text (its type name if empty); 0 inside
     source: bytes          # the parsed bytes
     lang: str
-
-    def identifiers(self, n: int) -> list[int]:
-        """The `identifier` leaves among the first n nodes, in tree order."""
-        kind = np.frombuffer(self.kind, np.uint16, n)
-        leaf = np.frombuffer(self.nchild, np.int32, n) == 0
-        return np.flatnonzero((kind == _identifier_kind(self.lang)) & leaf).tolist()
 
 
 _FORMATS = "HBHiiiIIi"

@@ -358,7 +358,6 @@ static void ht_free(htable *h) {
   free(h->value);
   memset(h, 0, sizeof(*h));
 }
-#define ht_clear ht_free
 
 /* The slot of src[s:e]; a new one (value -1) when insert, else -1 when it is absent. The table
  * never fills: ht_init sized it for every key the caller inserts. */
@@ -956,7 +955,7 @@ static PyObject *flow(PyObject *self, PyObject *args) {
       Py_ssize_t slot = ht_find(&names, src, gotos.v[k + 1], gotos.v[k + 2], 0);
       if (slot >= 0) EDGE(gotos.v[k], names.value[slot]);
     }
-    ht_clear(&names);
+    ht_free(&names);
   }
   /* Edges: a set (sorted, unique). Regions: sorted, for the owner search. */
   Py_ssize_t n_edges = sort_unique_pairs(&edges);

@@ -1,6 +1,6 @@
 """Statement-level control flow (CFG) and reaching-definitions data flow (DFG) edges.
 
-`flow_arrays(tree, lang, n_kept)` takes the syntax tree of one function as breadth-first arrays
+`flow_arrays(tree, n_kept)` takes the syntax tree of one function as breadth-first arrays
 (`parse.SyntaxTree`, laid out by the C walk that `parse.parse_function` uses, so a node's tree
 index is its graph index) and returns the CFG and DFG edges as [E, 2] arrays of graph node
 indices, so they can be appended to the AST/NCS edges of a `FunctionGraph` (`flow_edges` gives
@@ -176,21 +176,17 @@ _FIELDS = ("condition", "consequence", "alternative", "body", "initializer", "up
 
 
 class _Tables(NamedTuple):
-    kinds: dict          # kind_id -> statement category
-    clauses: frozenset   # kind ids of catch / __except / __finally clauses
-    function_declarator: frozenset
-    query: object        # the same roles as a tree-sitter query (the tests cross-check the C roles)
-    fields: tuple        # field ids, in _FIELDS order
-    parent_roles: dict   # kind_id of an identifier's parent -> _R_* role
-    value_tokens: frozenset  # kind ids of `=` and `:` (before a value / range, not a declarator)
-    plain_assign: frozenset  # kind ids of `=`
-    # The same, as 65536-entry lookup tables by kind id for the C code: category (255: not a
-    # statement), parent role (255: none), flags (1 clause, 2 function_declarator, 4 value
-    # token, 8 plain `=`), and the kind id of `identifier`.
+    """A grammar's tables for the C analysis: 65536-entry lookup tables by kind id, namely
+    category (255: not a statement), parent role (255: none) and flags (1 clause,
+    2 function_declarator, 4 value token `=`/`:`, 8 plain `=`); the field ids in _FIELDS
+    order; the kind id of `identifier`; and the same roles as a tree-sitter query (the
+    tests cross-check the C roles with it)."""
     categories: bytes
     roles: bytes
     flags: bytes
+    fields: tuple
     identifier: int
+    query: object
 
 
 @lru_cache(maxsize=None)
@@ -246,45 +242,42 @@ def _tables(lang: str) -> _Tables:
     for bit, ids in ((1, clauses), (2, fdecl), (4, value_tokens), (8, plain_assign)):
         for kid in ids:
             flags[kid] |= bit
-    return _Tables(kinds, frozenset(clauses), frozenset(fdecl), tree_sitter.Query(language, source),
-                   fields, parent_roles, frozenset(value_tokens), frozenset(plain_assign),
-                   bytes(categories), bytes(roles), bytes(flags),
-                   language.id_for_node_kind("identifier", True))
+    return _Tables(bytes(categories), bytes(roles), bytes(flags), fields,
+                   language.id_for_node_kind("identifier", True), tree_sitter.Query(language, source))
 
 
-def flow_arrays(tree, lang: str = "c", n_kept: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _flow(tree, n_kept: int | None, roles_only: bool = False):
+    """One call of the C analysis (`flow()` in _treewalk.c) on `tree` with its grammar's tables."""
+    if n_kept is None or n_kept > tree.count:
+        n_kept = tree.count
+    tb = _tables(tree.lang)
+    return _treewalk.flow(tree.count, n_kept, tree.kind, tree.named, tree.field, tree.parent, tree.first,
+                          tree.nchild, tree.start, tree.end, tb.categories, tb.roles, tb.flags, tb.fields,
+                          tb.identifier, tree.source, roles_only)
+
+
+def flow_arrays(tree, n_kept: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(cfg, dfg) edges as int32 arrays of shape [E, 2] (src, dst), sorted and duplicate-free,
     of tree indices, which are graph indices.
 
     tree: a `parse.SyntaxTree`, the whole tree-sitter tree of ONE function's source in
     breadth-first order (its root may hold a function_definition, or just statements / broken
-    code when the parse failed).
+    code when the parse failed); its `lang` picks the grammar tables.
     n_kept: the graph keeps the first n_kept nodes (a breadth-first prefix; default: all);
     edges touching a node at or past n_kept are dropped, and definitions there are not seen.
     See the module docstring for what the edges mean."""
-    if n_kept is None or n_kept > tree.count:
-        n_kept = tree.count
-    tb = _tables(lang)
-    cfg, dfg = _treewalk.flow(tree.count, n_kept, tree.kind, tree.named, tree.field, tree.parent, tree.first,
-                              tree.nchild, tree.start, tree.end, tb.categories, tb.roles, tb.flags, tb.fields,
-                              tb.identifier, tree.source)
+    cfg, dfg = _flow(tree, n_kept)
     return np.frombuffer(cfg, np.int32).reshape(-1, 2), np.frombuffer(dfg, np.int32).reshape(-1, 2)
 
 
-def identifier_roles(tree, lang: str = "c", n_kept: int | None = None):
+def identifier_roles(tree, n_kept: int | None = None):
     """(defs, uses): the kept identifier leaves as (owner CFG node or -1, start_byte, end_byte,
     tree index), in tree order; a compound assignment / ++ target is in both (for tests and
     debugging: `flow_arrays` uses them internally)."""
-    if n_kept is None or n_kept > tree.count:
-        n_kept = tree.count
-    tb = _tables(lang)
-    return _treewalk.flow(tree.count, n_kept, tree.kind, tree.named, tree.field, tree.parent, tree.first,
-                          tree.nchild, tree.start, tree.end, tb.categories, tb.roles, tb.flags, tb.fields,
-                          tb.identifier, tree.source, True)
+    return _flow(tree, n_kept, roles_only=True)
 
 
-def flow_edges(tree, lang: str = "c", n_kept: int | None = None
-               ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+def flow_edges(tree, n_kept: int | None = None) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """`flow_arrays` as two sorted lists of (src, dst) pairs."""
-    cfg, dfg = flow_arrays(tree, lang, n_kept)
+    cfg, dfg = flow_arrays(tree, n_kept)
     return list(map(tuple, cfg.tolist())), list(map(tuple, dfg.tolist()))

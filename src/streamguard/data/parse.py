@@ -124,7 +124,7 @@ class SyntaxTree(NamedTuple):
     end: memoryview        # uint32
     bucket: memoryview     # int32 token_bucket of a leaf's text (its type name if empty); 0 inside
     source: bytes          # the parsed bytes
-    lang: str
+    lang: str              # "c" or "cpp": the grammar it was parsed with
 
 
 _FORMATS = "HBHiiiIIi"
@@ -157,7 +157,7 @@ def parse_function(source: str | bytes, *, lang: str = "c", max_nodes: int = 400
     # NCS: the leaves in source order (ties: BFS order), each to the next.
     leaf = np.flatnonzero(np.frombuffer(tree.nchild, np.int32, n) == 0)
     leaf = leaf[np.argsort(start[leaf], kind="stable")]
-    cfg, dfg = flow_arrays(tree, lang, n)
+    cfg, dfg = flow_arrays(tree, n)
     sizes = [max(n - 1, 0), max(len(leaf) - 1, 0), len(cfg), len(dfg)]  # AST, NCS, CFG, DFG, in this order
     n_ast, n_tree = sizes[0], sizes[0] + sizes[1]
     edge_index = np.empty((2, sum(sizes)), dtype=np.int64)

@@ -39,13 +39,13 @@ def _label(node) -> str:
 
 def cfg_of(code, lang="c"):
     tree, nodes = _tree(code, lang)
-    cfg, _ = flow_edges(tree, lang)
+    cfg, _ = flow_edges(tree)
     return [(_text(nodes[a]), _text(nodes[b])) for a, b in cfg]
 
 
 def dfg_of(code, lang="c"):
     tree, nodes = _tree(code, lang)
-    _, dfg = flow_edges(tree, lang)
+    _, dfg = flow_edges(tree)
     return sorted((_label(nodes[a]), _label(nodes[b])) for a, b in dfg)
 
 
@@ -418,7 +418,7 @@ def test_deep_nesting_is_iterative():
 def test_random_bytes_never_raise(data, lang):
     tree, nodes = _tree(data, lang)
     assert_same_tree(tree, nodes, lang)
-    cfg, dfg = flow_edges(tree, lang)
+    cfg, dfg = flow_edges(tree)
     assert all(0 <= a < len(nodes) and 0 <= b < len(nodes) for a, b in cfg + dfg)
     g = parse_function(data, lang=lang)
     assert g.edge_index.shape == (2, g.edge_type.shape[0])
@@ -456,7 +456,7 @@ def test_truncated_and_broken_code_never_raises():
             for variant in (code[:cut], code[cut:], code[:cut] + b"@@ } { ;; ) (" + code[cut:]):
                 tree, nodes = _tree(variant, lang)
                 assert_same_tree(tree, nodes, lang)
-                flow_edges(tree, lang)
+                flow_edges(tree)
     assert cfg_of("int f( { return ;;; }}} @@@") is not None
     assert cfg_of("x = 1; y = x; if (y) goto out; out: return;")  # no function header
 
@@ -467,7 +467,7 @@ def test_truncated_tree_drops_edges_that_touch_nodes_past_the_cut():
     assert len(cfg) > 20 and len(dfg) > 20
     # A breadth-first prefix, as parse_function's truncation keeps.
     for keep in (40, 120, 250):
-        pcfg, pdfg = flow_edges(tree, "c", keep)
+        pcfg, pdfg = flow_edges(tree, keep)
         assert all(a < keep and b < keep for a, b in pcfg + pdfg)
         assert set(pcfg) <= {(a, b) for a, b in cfg if a < keep and b < keep}
         assert len(pdfg) <= len(dfg)
@@ -475,7 +475,7 @@ def test_truncated_tree_drops_edges_that_touch_nodes_past_the_cut():
             assert len(pdfg) < len(dfg)
         if keep == 40:
             assert len(pcfg) < len(cfg)
-    assert flow_edges(tree, "c", len(nodes)) == (cfg, dfg) == flow_edges(tree, "c", 10 * len(nodes))
+    assert flow_edges(tree, len(nodes)) == (cfg, dfg) == flow_edges(tree, 10 * len(nodes))
 
 
 # ----------------------------------------------------------------------- integration
@@ -524,11 +524,11 @@ def test_parse_function_flow_edges_and_the_role_query(lang, code):
     assert EDGE_KINDS == ("ast", "ncs", "cfg", "dfg") and (EDGE_CFG, EDGE_DFG) == (2, 3)
     tree, nodes = _tree(code, lang)
     assert_same_tree(tree, nodes, lang)
-    cfg, dfg = flow_edges(tree, lang)
+    cfg, dfg = flow_edges(tree)
     for kind, expected in ((EDGE_CFG, cfg), (EDGE_DFG, dfg)):
         got = g.edge_index[:, g.edge_type == kind].T.tolist()
         assert [tuple(e) for e in got] == expected
-    defs, uses = identifier_roles(tree, lang)
+    defs, uses = identifier_roles(tree)
     assert ({d[1] for d in defs}, {u[1] for u in uses}) == _query_roles(code.encode(), lang)
     # AST and NCS edges are unchanged, and come first.
     n_ast = g.num_nodes - 1

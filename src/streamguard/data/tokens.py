@@ -278,15 +278,11 @@ class TokenizerHandle:
         pieces = split_ascii(text) if text.isascii() else _SPLIT_RE.findall(text)
         cache = self._pieces
         entries = list(map(cache.get, pieces))
-        if None in entries:  # visit only the misses (list.index scans at C speed)
-            k = entries.index(None)
-            try:
-                while True:  # (a piece missing twice in one text is encoded once)
-                    p = pieces[k]
-                    entries[k] = cache.get(p) or self._encode_piece(p)
-                    k = entries.index(None, k + 1)
-            except ValueError:
-                pass
+        k = -1
+        for _ in range(entries.count(None)):  # visit only the misses (count/index scan at C speed)
+            k = entries.index(None, k + 1)
+            p = pieces[k]
+            entries[k] = cache.get(p) or self._encode_piece(p)  # (a piece missing twice is encoded once)
         return pieces, entries
 
     def _fast_ascii(self, text: str) -> bool:
